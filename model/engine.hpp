@@ -1,0 +1,34 @@
+// What generation and perplexity need from a forward pass, whatever runs it: the CPU reference
+// (model/ref/cpu_engine.hpp) or, later, the GPU runtime. An engine owns its KV cache.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/config.hpp"
+
+namespace q4jit {
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual const LlamaConfig& config() const = 0;
+  // "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)", ... for messages and --json output.
+  virtual std::string device_name() const = 0;
+  // Largest number of positions the cache holds (<= config().max_position_embeddings).
+  virtual int max_positions() const = 0;
+  // Positions already in the cache.
+  virtual int position() const = 0;
+  // Empties the cache.
+  virtual void reset() = 0;
+
+  // Runs tokens at positions position() .. position()+T-1 and appends them to the cache. Returns
+  // fp32 logits: [T, vocab] when all_logits, else [1, vocab] for the last token. Error (naming the
+  // limit) when position()+T > max_positions(), with the cache unchanged.
+  virtual std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits) = 0;
+};
+
+}  // namespace q4jit
