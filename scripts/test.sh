@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds and runs every test suite. Tests that need ../shared (goldens) or a GPU skip with a
+# printed reason when those are absent. The input parsers also run under ASan+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="$(nproc)"
+
+echo "== sanitizer build (ASan+UBSan): input parsers"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQ4JIT_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs" --target q4jit_model_tests
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  build-asan/tests/q4jit_model_tests \
+  --gtest_filter='Safetensors*:Config*:Gptq*:BadInput*:Tokenizer*:StreamDecoder*' --gtest_brief=1
+
+echo "== release build"
+bash scripts/build.sh
+
+if [ -x build/q4jit ] && build/q4jit kernels --help >/dev/null 2>&1; then
+  echo "== NVRTC compile of every kernel template's default configuration (no GPU needed)"
+  build/q4jit kernels compile --arch sm_75,sm_80,sm_86,sm_89,sm_90
+fi
+
+echo "== test suites"
+ctest --test-dir build --output-on-failure -j "$jobs"
