@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -90,7 +91,12 @@ class SafetensorsWriter {
            std::span<const std::byte> bytes);
   void add_f16(const std::string& name, std::vector<int64_t> shape, std::span<const float> values);
   void add_f32(const std::string& name, std::vector<int64_t> shape, std::span<const float> values);
-  void add_i32(const std::string& name, std::vector<int64_t> shape, std::span<const int32_t> values);
+  void add_i32(const std::string& name, std::vector<int64_t> shape,
+               std::span<const int32_t> values);
+  // Adds a tensor whose bytes `fill` produces only while write() runs, so a multi-GB file never
+  // sits in memory whole. fill receives a buffer of exactly the tensor's byte size.
+  void add_produced(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                    std::function<void(std::span<std::byte>)> fill);
   void set_metadata(const std::string& key, const std::string& value);
   // Writes to a temporary file then renames, so a reader never sees half a file.
   void write(const std::filesystem::path& path) const;
@@ -102,6 +108,8 @@ class SafetensorsWriter {
     DType dtype;
     std::vector<int64_t> shape;
     std::vector<std::byte> bytes;
+    std::function<void(std::span<std::byte>)> fill;  // set instead of bytes by add_produced
+    size_t byte_size = 0;
   };
   std::vector<Entry> entries_;
   std::map<std::string, std::string> metadata_;
