@@ -42,6 +42,11 @@ void rms_norm(const float* x, const float* weight, float* y, int M, int C, float
 void rope(float* x, const int* positions, int T, int heads, int D, float theta, float scale);
 // out[T, C] = silu(gate) * up
 void silu_mul(const float* gate, const float* up, float* out, size_t count);
+// out[T, H, D] = causal softmax(q k^T / sqrt(D)) v for queries q [T, H, D] at positions
+// first_position .. first_position+T-1, over key_cache/value_cache [P, Hkv, D] holding positions
+// 0 .. first_position+T-1. Query head h reads KV head h / (H / Hkv) (GQA).
+void attention(const float* q, const float* key_cache, const float* value_cache, float* out, int T,
+               int first_position, int H, int Hkv, int D);
 }  // namespace ref
 
 }  // namespace q4jit
