@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -34,6 +35,9 @@ double relative_error(const std::vector<float>& actual, const std::vector<double
 struct MatmulShape {
   int M, K, N;
 };
+void PrintTo(const MatmulShape& shape, std::ostream* out) {
+  *out << "M" << shape.M << "_K" << shape.K << "_N" << shape.N;
+}
 
 class RefMatmul : public testing::TestWithParam<MatmulShape> {};
 
@@ -62,7 +66,8 @@ INSTANTIATE_TEST_SUITE_P(AwkwardShapes, RefMatmul,
                          testing::Values(MatmulShape{1, 1, 1}, MatmulShape{1, 512, 7},
                                          MatmulShape{3, 7, 5}, MatmulShape{4, 64, 2},
                                          MatmulShape{5, 13, 9}, MatmulShape{37, 130, 17},
-                                         MatmulShape{70, 33, 64}, MatmulShape{33, 1408, 3}));
+                                         MatmulShape{70, 33, 64}, MatmulShape{33, 1408, 3}),
+                         [](const auto& info) { return testing::PrintToString(info.param); });
 
 TEST(RefOps, RmsNormMatchesDefinition) {
   const int M = 5, C = 300;
@@ -161,6 +166,9 @@ std::vector<double> naive_attention(const std::vector<float>& q, const std::vect
 struct AttentionCase {
   int T, first, H, Hkv, D;
 };
+void PrintTo(const AttentionCase& c, std::ostream* out) {
+  *out << "T" << c.T << "_first" << c.first << "_H" << c.H << "_Hkv" << c.Hkv << "_D" << c.D;
+}
 
 class RefAttention : public testing::TestWithParam<AttentionCase> {};
 
@@ -180,7 +188,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, RefAttention,
                                          AttentionCase{1, 40, 8, 4, 64},  // decode
                                          AttentionCase{7, 0, 4, 2, 16},   // prefill, tail block
                                          AttentionCase{13, 5, 6, 3, 32},  // chunk after a prefix
-                                         AttentionCase{9, 3, 4, 4, 8}));  // no GQA
+                                         AttentionCase{9, 3, 4, 4, 8}),   // no GQA
+                         [](const auto& info) { return testing::PrintToString(info.param); });
 
 // GQA reads KV head h / (H / Hkv) in place; the result must equal running with every KV head
 // copied out once per query head that uses it.
