@@ -105,7 +105,9 @@ void attention(const float* q, const float* key_cache, const float* value_cache,
   const int heads_per_kv = H / Hkv;
   const int blocks = (T + kQueryBlock - 1) / kQueryBlock;
   const int P = first_position + T;  // positions in the cache after this call
-#pragma omp parallel
+  // Below this many multiply-adds one thread finishes before others would wake (short decode).
+  constexpr size_t kParallelWork = size_t(1) << 16;
+#pragma omp parallel if (size_t(T) * P * H * D >= kParallelWork)
   {
     std::vector<float> scores(size_t(kQueryBlock) * P);  // [kQueryBlock, P], this thread's
 #pragma omp for schedule(dynamic) collapse(2)

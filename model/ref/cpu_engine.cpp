@@ -73,7 +73,7 @@ LayerParameters layer_to_float(const LayerWeights& layer, const LlamaConfig& con
 
 // x[i] += addend[i]: the residual connection.
 void add_in_place(float* x, const float* addend, size_t count) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= (size_t(1) << 15))
   for (size_t i = 0; i < count; ++i) x[i] += addend[i];
 }
 

@@ -18,6 +18,10 @@ namespace {
 // while every weight row streams past them once.
 constexpr int kTokenTile = 32;
 
+// Multiply-adds (or elements) below which a parallel region costs more than it saves: decode
+// runs ~100 ops per token, and waking threads for a 512-element norm only adds latency.
+constexpr size_t kParallelWork = size_t(1) << 15;
+
 // y[m, n], y[m, n+1] for the 4 tokens m .. m+3: each weight element loaded once, used 4 times.
 void dot_2rows_4tokens(const float* w0, const float* w1, const float* x, float* y, int K, int N) {
   const float* x0 = x;          // [K]
@@ -60,7 +64,7 @@ void matmul(const float* x, const float* W, float* y, int M, int K, int N) {
     const int rows4 = rows / 4 * 4;                 // of which in groups of 4
     const float* x_tile = x + size_t(m0) * K;       // [rows, K]
     float* y_tile = y + size_t(m0) * N;             // [rows, N]
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size_t(rows) * K * N >= kParallelWork)
     for (int pair = 0; pair < (N + 1) / 2; ++pair) {
       const int n = 2 * pair;
       const float* w0 = W + size_t(n) * K;  // [K]
@@ -80,7 +84,7 @@ void matmul(const float* x, const float* W, float* y, int M, int K, int N) {
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int M, int C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size_t(M) * C >= kParallelWork)
   for (int m = 0; m < M; ++m) {
     const float* row = x + size_t(m) * C;  // [C]
     float* out = y + size_t(m) * C;        // [C]
@@ -96,7 +100,7 @@ void rms_norm(const float* x, const float* weight, float* y, int M, int C, float
 // factor, times the position), so that long positions round the same way.
 void rope(float* x, const int* positions, int T, int heads, int D, float theta, float scale) {
   const int half = D / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size_t(T) * heads * D >= kParallelWork)
   for (int t = 0; t < T; ++t) {
     for (int i = 0; i < half; ++i) {
       const float inv_freq = 1.0f / std::pow(theta, float(2 * i) / float(D)) / scale;
@@ -115,7 +119,7 @@ void rope(float* x, const int* positions, int T, int heads, int D, float theta, 
 }
 
 void silu_mul(const float* gate, const float* up, float* out, size_t count) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelWork)
   for (size_t i = 0; i < count; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
