@@ -10,5 +10,8 @@ void add_info_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
+void add_devices_command(CLI::App& app);
+void add_kernels_command(CLI::App& app);
+void add_cache_command(CLI::App& app);
 
 }  // namespace q4jit::cli

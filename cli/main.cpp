@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   q4jit::cli::add_tokenize_command(app);
   q4jit::cli::add_generate_command(app);
   q4jit::cli::add_perplexity_command(app);
+  q4jit::cli::add_devices_command(app);
+  q4jit::cli::add_kernels_command(app);
+  q4jit::cli::add_cache_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

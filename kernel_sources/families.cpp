@@ -1,0 +1,24 @@
+// The list of kernel families. Adding a family: its <family>.cu/.hpp/.cpp in kernel_sources/ and
+// one line below (kernel_sources/README.md).
+#include "common/error.hpp"
+#include "kernel_sources/family.hpp"
+#include "kernel_sources/rms_norm.hpp"
+
+namespace q4jit {
+
+std::vector<KernelFamily> kernel_families() {
+  return {
+      rms_norm_family(),
+  };
+}
+
+KernelFamily find_kernel_family(const std::string& name) {
+  std::string known;
+  for (KernelFamily& family : kernel_families()) {
+    if (family.name == name) return family;
+    known += (known.empty() ? "" : ", ") + family.name;
+  }
+  throw Error("kernel family '" + name + "': unknown (known: " + known + ")");
+}
+
+}  // namespace q4jit

@@ -1,0 +1,59 @@
+// rms_norm: Llama's RMSNorm on fp16 rows, y = half(x * rsqrt(mean(x^2) + eps)) * weight.
+// The host descriptor (tuning parameters, legality, geometry) is rms_norm.hpp; the CPU reference
+// is model/ref. This file is embedded into the binary and compiled by NVRTC at run time; with the
+// template defaults it also builds standalone under nvcc for ncu.
+//
+// Layout:      x [M, hidden] fp16 row-major | weight [hidden] fp16 | out [M, hidden] fp16
+// Geometry:    grid (M), block (kBlockThreads), dynamic shared memory hidden * 2 bytes when
+//              kStageRow, else 0 (hidden 32768 stages 64 KB: past the 48 KB default limit).
+// Parameters:  kBlockThreads 64..1024 (whole warps), kVectorWidth 1, 2, 4, 8 (hidden must be a
+//              multiple of it), kStageRow 0/1 (keep the row in shared memory between the two
+//              passes instead of reading it from global memory twice).
+// Parameters change speed, never results beyond fp32 reduction order (the sum of squares is
+// reduced per thread then per block, so block size changes the order).
+#include <cuda_fp16.h>
+
+#include "q4jit_common.cuh"
+
+template <int kBlockThreads = 256, int kVectorWidth = 8, bool kStageRow = false>
+__global__ void __launch_bounds__(kBlockThreads)
+    rms_norm_kernel(__half* out, const __half* x, const __half* weight, int hidden, float eps) {
+  static_assert(kBlockThreads % 32 == 0 && kBlockThreads >= 64 && kBlockThreads <= 1024,
+                "kBlockThreads: whole warps, 64 to 1024");
+  static_assert(kVectorWidth == 1 || kVectorWidth == 2 || kVectorWidth == 4 || kVectorWidth == 8,
+                "kVectorWidth: 1, 2, 4 or 8");
+  using Vector = q4jit_device::HalfVector<kVectorWidth>;
+  extern __shared__ __align__(16) unsigned char staged_bytes[];
+  Vector* staged = reinterpret_cast<Vector*>(staged_bytes);
+
+  const size_t row = blockIdx.x;
+  const Vector* x_row = reinterpret_cast<const Vector*>(x + row * hidden);
+  const Vector* weight_vectors = reinterpret_cast<const Vector*>(weight);
+  Vector* out_row = reinterpret_cast<Vector*>(out + row * hidden);
+  const int vectors = hidden / kVectorWidth;
+
+  float sum_squares = 0.0f;
+  for (int i = threadIdx.x; i < vectors; i += kBlockThreads) {
+    const Vector v = x_row[i];
+    if (kStageRow) staged[i] = v;
+#pragma unroll
+    for (int j = 0; j < kVectorWidth; ++j) {
+      const float value = __half2float(v.value[j]);
+      sum_squares += value * value;
+    }
+  }
+  const float inverse_rms =
+      rsqrtf(q4jit_device::block_sum<kBlockThreads>(sum_squares) / hidden + eps);
+
+  for (int i = threadIdx.x; i < vectors; i += kBlockThreads) {
+    const Vector v = kStageRow ? staged[i] : x_row[i];
+    const Vector w = weight_vectors[i];
+    Vector result;
+#pragma unroll
+    for (int j = 0; j < kVectorWidth; ++j) {
+      const __half normalized = __float2half(__half2float(v.value[j]) * inverse_rms);
+      result.value[j] = __float2half(__half2float(normalized) * __half2float(w.value[j]));
+    }
+    out_row[i] = result;
+  }
+}
