@@ -13,6 +13,10 @@ namespace q4jit {
 
 namespace {
 
+// Below this many weights a loop runs on one thread: waking a team costs more than it saves (the
+// fixture's projections are under it, a 7B model's far above).
+constexpr size_t kParallelWork = size_t(1) << 22;
+
 std::string subject(const TensorView& tensor) {
   return (tensor.file ? tensor.file->string() + ": " : std::string()) + "tensor '" + tensor.name +
          "'";
@@ -101,7 +105,7 @@ void check_against_config(const GptqLinear& linear, const QuantizationConfig& co
 std::vector<int32_t> repack_sorted(const std::vector<int32_t>& qweight,
                                    const std::vector<int32_t>& x_map, int K, int N) {
   std::vector<int32_t> sorted(qweight.size(), 0);
-#pragma omp parallel for
+#pragma omp parallel for if (size_t(K) * N >= kParallelWork)
   for (int block = 0; block < K / 8; ++block) {
     uint32_t* out = reinterpret_cast<uint32_t*>(sorted.data()) + size_t(block) * N;
     for (int j = 0; j < 8; ++j) {
@@ -178,7 +182,7 @@ GptqLinear load_gptq_linear(const TensorSet& tensors, const std::string& prefix,
 std::vector<float> dequantize_gptq(const GptqLinear& linear) {
   const int K = linear.K, N = linear.N;
   std::vector<float> weight(size_t(N) * K);
-#pragma omp parallel for
+#pragma omp parallel for if (size_t(K) * N >= kParallelWork)
   for (int n = 0; n < N; ++n) {
     float* row = weight.data() + size_t(n) * K;
     for (int s = 0; s < K; ++s) {

@@ -49,7 +49,7 @@ void fill_parallel(std::span<std::byte> out, uint64_t seed, Generate generate) {
   constexpr size_t kChunkElements = (1u << 20) / sizeof(T);
   const size_t count = out.size() / sizeof(T);
   const int64_t chunks = int64_t((count + kChunkElements - 1) / kChunkElements);
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (chunks > 1)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     Rng rng{seed + uint64_t(chunk) * 0x632be59bd9b4e019ull};
     const size_t begin = size_t(chunk) * kChunkElements;

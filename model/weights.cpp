@@ -22,7 +22,8 @@ std::vector<uint16_t> as_f16_bits(const TensorView& tensor) {
   }
   const std::vector<float> values = to_float(tensor);  // BF16, F32; other dtypes throw
   std::vector<uint16_t> bits(values.size());
-#pragma omp parallel for
+  // One thread for small tensors: waking a team costs more than converting them.
+#pragma omp parallel for if (values.size() >= (size_t(1) << 22))
   for (int64_t i = 0; i < int64_t(values.size()); ++i) bits[i] = float_to_half(values[i]);
   return bits;
 }
