@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "common/error.hpp"  // the functions below report bad data with Error
 #include "model/engine.hpp"
 #include "model/tokenizer.hpp"
 
