@@ -3,6 +3,8 @@
 // and checks the settings' own consistency; agreement with the tensors is checked in gptq.cpp.
 #include "model/config.hpp"
 
+#include <cfloat>
+#include <cmath>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -53,7 +55,7 @@ class Fields {
     if (!has(field)) return fallback;
     const json& value = object_.at(field);
     if (!value.is_number()) throw error(field, "must be a number");
-    return value.get<float>();
+    return finite_float(value, field);
   }
   bool boolean_or(const char* field, bool fallback) const {
     if (!has(field)) return fallback;
@@ -68,6 +70,13 @@ class Fields {
     return value.get<std::string>();
   }
   const json& at(const char* field) const { return object_.at(field); }
+  // Narrowing a double beyond the float range is undefined behaviour: check first.
+  float finite_float(const json& value, const char* field) const {
+    const double number = value.get<double>();
+    if (!std::isfinite(number) || std::fabs(number) > double(FLT_MAX))
+      throw error(field, "is out of range");
+    return float(number);
+  }
 
  private:
   const json& object_;
@@ -121,7 +130,7 @@ RopeScaling parse_rope_scaling(const Fields& fields) {
   if (!object.contains("factor") || !object.at("factor").is_number())
     throw fields.error("rope_scaling", "has no numeric factor");
   scaling.kind = RopeScaling::Kind::linear;
-  scaling.factor = object.at("factor").get<float>();
+  scaling.factor = fields.finite_float(object.at("factor"), "rope_scaling.factor");
   if (!(scaling.factor > 0.0f)) throw fields.error("rope_scaling", "factor must be positive");
   return scaling;
 }

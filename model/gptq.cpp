@@ -86,10 +86,9 @@ void check_g_idx(const TensorView& tensor, const std::vector<int32_t>& g_idx, in
 
 void check_against_config(const GptqLinear& linear, const QuantizationConfig& config,
                           const TensorView& qweight) {
-  const std::string tensors = subject(qweight);
   if (config.bits != 4)
     throw Error(config.source + ": bits " + std::to_string(config.bits) +
-                " disagrees with the tensors: " + tensors + " holds 4-bit values");
+                " disagrees with the tensors: " + qweight.name + " holds 4-bit values");
   const bool group_ok =
       config.group_size == -1 ? linear.G == 1 : config.group_size == linear.group_size;
   if (!group_ok)

@@ -85,7 +85,8 @@ TensorView parse_entry(const std::string& file, const std::string& name, const j
   if (begin > end) throw Error(subject + ": data_offsets begin > end");
   if (end > data.size())
     throw Error(subject + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                "] outside the data area of " + std::to_string(data.size()) + " bytes");
+                "] outside the data area of " + std::to_string(data.size()) +
+                " bytes (file truncated?)");
   if (overflow || numel > std::numeric_limits<uint64_t>::max() / dtype->size ||
       numel * dtype->size != end - begin)
     throw Error(subject + ": shape " + shape_to_string(view.shape) + " x " + dtype->name +

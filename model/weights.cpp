@@ -46,7 +46,12 @@ class Loader {
     result.K = K;
     result.N = N;
     // A quantization config promises GPTQ tensors; without one, take what the folder holds.
-    if (config_.quantization || tensors_.contains(name + ".qweight")) {
+    const bool has_qweight = tensors_.contains(name + ".qweight");
+    if (config_.quantization && !has_qweight && tensors_.contains(name + ".weight"))
+      throw Error(config_.quantization->source +
+                  ": declares GPTQ quantization but the folder holds " + name +
+                  ".weight (fp16, no .qweight)");
+    if (config_.quantization || has_qweight) {
       result.gptq = load_gptq_linear(tensors_, name, K, N, config_.quantization);
     } else {
       result.dense = as_f16_bits(get_shaped(tensors_, name + ".weight", {N, K}));
