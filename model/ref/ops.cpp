@@ -21,6 +21,10 @@ constexpr int kTokenTile = 32;
 // Multiply-adds (or elements) below which a parallel region costs more than it saves: decode
 // runs ~100 ops per token, and waking threads for a 512-element norm only adds latency.
 constexpr size_t kParallelWork = size_t(1) << 15;
+// The same for matmul. A decode step (one token) stays on one thread: its matmuls take tens of
+// microseconds, and on a busy machine (CI running suites side by side) OpenMP's spinning barriers
+// turned a 7 ms token into 400 ms. Prefill, where the time is, stays parallel.
+constexpr size_t kParallelMatmulWork = size_t(1) << 22;
 
 // y[m, n], y[m, n+1] for the 4 tokens m .. m+3: each weight element loaded once, used 4 times.
 void dot_2rows_4tokens(const float* w0, const float* w1, const float* x, float* y, int K, int N) {
@@ -64,7 +68,7 @@ void matmul(const float* x, const float* W, float* y, int M, int K, int N) {
     const int rows4 = rows / 4 * 4;                 // of which in groups of 4
     const float* x_tile = x + size_t(m0) * K;       // [rows, K]
     float* y_tile = y + size_t(m0) * N;             // [rows, N]
-#pragma omp parallel for schedule(static) if (size_t(rows) * K * N >= kParallelWork)
+#pragma omp parallel for schedule(static) if (size_t(rows) * K * N >= kParallelMatmulWork)
     for (int pair = 0; pair < (N + 1) / 2; ++pair) {
       const int n = 2 * pair;
       const float* w0 = W + size_t(n) * K;  // [K]
