@@ -108,6 +108,9 @@ GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, const std::s
   std::vector<int32_t> history = result.prompt_ids;
   Sampler sampler(options.sampling);
   StreamDecoder decoder(tokenizer);
+  // The prompt goes through the decoder unseen, so that the continuation keeps the leading space
+  // SentencePiece strips only at the start of a text ("In the" + " beginning").
+  for (const int32_t id : result.prompt_ids) decoder.push(id);
   StopStringFilter filter(options.stop_strings, on_text);
 
   engine.reset();
