@@ -36,6 +36,8 @@ struct TensorView {
 
   int64_t numel() const;
   std::string shape_string() const;  // "[4096, 512]"
+  // Only where the data is aligned for T: safetensors does not align tensors, so loaders copy
+  // with memcpy instead (a misaligned span is undefined behaviour, and UBSan says so).
   template <typename T>
   std::span<const T> as() const {
     return {reinterpret_cast<const T*>(bytes.data()), bytes.size() / sizeof(T)};

@@ -278,7 +278,9 @@ void write_synthetic_model(const fs::path& dir, const SynthSpec& spec) {
   if (spec.shards < 1 || size_t(spec.shards) > plan.size())
     throw Error(dir.string() + ": cannot split " + std::to_string(plan.size()) + " tensors into " +
                 std::to_string(spec.shards) + " shards");
-  fs::create_directories(dir);
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) throw Error(dir.string() + ": cannot create the folder (" + error.message() + ")");
   size_t total = 0;
   for (const PlannedTensor& tensor : plan) total += tensor.bytes();
 
