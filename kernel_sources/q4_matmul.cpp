@@ -1,0 +1,163 @@
+// The q4_matmul family's descriptor: parameters, legality, space, geometry and workspace (see
+// q4_matmul.hpp).
+#include "kernel_sources/q4_matmul.hpp"
+
+#include <set>
+
+namespace q4jit {
+
+namespace {
+
+constexpr int kLayoutThreads[] = {64, 128, 256};
+constexpr int kSlices[] = {256, 512, 1024};
+constexpr int kRowsPerBlock[] = {1, 2, 4, 8};
+// (columns per thread, load bits): whole-vector layouts plus narrow loads on few columns.
+constexpr int kColumnLoads[][2] = {{2, 32}, {2, 64}, {4, 64}, {4, 128}, {8, 128}};
+// Layouts on which every strategy is in the space: the prototype's best, the narrowest loads
+// with the longest per-thread loop, and the single-warp block.
+constexpr int kAnchors[][4] = {{256, 4, 128, 256}, {64, 2, 32, 1024}, {32, 8, 128, 512}};
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t align_up(int64_t value) { return ceil_div(value, 256) * 256; }
+
+const char* staging_label(XStaging staging) {
+  switch (staging) {
+    case XStaging::global:
+      return "xg";
+    case XStaging::shared:
+      return "xs";
+    case XStaging::pregather:
+      return "xp";
+  }
+  return "x?";
+}
+
+// mb * cpt fp32 accumulators per thread, each reused across a pass: more spills or starves
+// occupancy (measured: mb8 x cpt8 takes 232 registers).
+bool fits_registers(int rows_per_block, int columns) { return rows_per_block * columns <= 16; }
+
+}  // namespace
+
+std::vector<TuningParameter> q4_matmul_parameters() {
+  return {
+      {"bt", {32, 64, 128, 256}, "threads per block (whole warps); 32 on anchor layouts only"},
+      {"cpt", {2, 4, 8}, "output columns per thread; a block covers 32 * cpt columns"},
+      {"lw", {32, 64, 128}, "weight load width in bits; lw / 32 <= cpt"},
+      {"ks", {256, 512, 1024}, "rows of K per block; split-K factor ceil(K / ks)"},
+      {"mb", {1, 2, 4, 8}, "rows of x per pass; mb * cpt <= 16; mb < 2 * M"},
+      {"x", {0, 1, 2}, "xg: global, xs: staged in shared memory, xp: separate gather (act-order)"},
+      {"acc", {0, 1}, "f32 or h2 running sums"},
+      {"red", {0, 1}, "split-K by atomics (at) or deterministic two-pass (tp)"},
+  };
+}
+
+bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulShape& shape) {
+  if (shape.M <= 0 || shape.K <= 0 || shape.N <= 0) return false;
+  if (shape.K % 8 != 0 || shape.N % 8 != 0) return false;
+  if (shape.group_size <= 0 || shape.group_size % 8 != 0 || shape.K % shape.group_size != 0) return false;
+  if (cfg.block_threads > device.max_threads_per_block && device.max_threads_per_block > 0) return false;
+  if (cfg.load_bits / 32 > cfg.columns_per_thread) return false;
+  if (!fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) return false;
+  if (cfg.rows_per_block >= 2 * shape.M) return false;  // a pass mostly of padding rows
+  if (cfg.x_staging == XStaging::pregather && !shape.act_order) return false;
+  return true;
+}
+
+std::vector<Q4MatmulConfig> q4_matmul_configs() {
+  std::vector<Q4MatmulConfig> configs = {Q4MatmulConfig{}};
+  std::set<std::string> seen = {to_string(configs.front())};
+  auto add = [&](const Q4MatmulConfig& cfg) {
+    if (fits_registers(cfg.rows_per_block, cfg.columns_per_thread) && seen.insert(to_string(cfg)).second) {
+      configs.push_back(cfg);
+    }
+  };
+  for (int rows : kRowsPerBlock) {
+    for (int threads : kLayoutThreads) {
+      for (const auto& [columns, bits] : kColumnLoads) {
+        for (int slice : kSlices) add({threads, columns, bits, slice, rows});
+      }
+    }
+  }
+  for (const auto& [threads, columns, bits, slice] : kAnchors) {
+    for (int rows : kRowsPerBlock) {
+      for (XStaging staging : {XStaging::shared, XStaging::global, XStaging::pregather}) {
+        for (bool half : {false, true}) {
+          for (bool two_pass : {false, true}) add({threads, columns, bits, slice, rows, staging, half, two_pass});
+        }
+      }
+    }
+  }
+  return configs;
+}
+
+std::vector<Q4MatmulConfig> space(const DeviceInfo& device, const Q4MatmulShape& shape) {
+  std::vector<Q4MatmulConfig> legal_configs;
+  for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
+    if (legal(cfg, device, shape)) legal_configs.push_back(cfg);
+  }
+  return legal_configs;
+}
+
+Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape) {
+  Q4MatmulGeometry result;
+  result.grid_x = static_cast<unsigned>(ceil_div(shape.N, 32 * cfg.columns_per_thread));
+  result.grid_y = static_cast<unsigned>(ceil_div(shape.K, cfg.k_slice));
+  result.block_x = static_cast<unsigned>(cfg.block_threads);
+  if (cfg.x_staging == XStaging::pregather) result.gather_grid_x = static_cast<unsigned>(ceil_div(shape.K, 256));
+  return result;
+}
+
+Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape) {
+  const Q4MatmulGeometry grid = geometry(cfg, shape);
+  Q4MatmulWorkspace result;
+  int64_t reduction_bytes = 0, counter_bytes = 0;
+  if (grid.grid_y > 1) {
+    reduction_bytes = (cfg.two_pass ? grid.grid_y : 1) * shape.M * shape.N * 4;
+    counter_bytes = int64_t(grid.grid_x) * 4;
+  }
+  result.reduction_offset = 0;
+  result.counters_offset = align_up(reduction_bytes);
+  result.zeroed_bytes = result.counters_offset + align_up(counter_bytes);
+  result.gathered_offset = result.zeroed_bytes;
+  const int64_t gathered_bytes = cfg.x_staging == XStaging::pregather ? shape.M * shape.K * 2 : 0;
+  result.bytes = result.gathered_offset + align_up(gathered_bytes);
+  return result;
+}
+
+std::string name_expression(const Q4MatmulConfig& cfg) {
+  auto flag = [](bool value) { return value ? "true" : "false"; };
+  return "q4_matmul_kernel<" + std::to_string(cfg.block_threads) + ", " +
+         std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.load_bits) + ", " +
+         std::to_string(cfg.k_slice) + ", " + std::to_string(cfg.rows_per_block) + ", " +
+         flag(cfg.x_staging != XStaging::global) + ", " + flag(cfg.half_accumulate) + ", " +
+         flag(cfg.two_pass) + ">";
+}
+
+std::string q4_gather_name_expression() { return "q4_gather_kernel"; }
+
+std::string to_string(const Q4MatmulConfig& cfg) {
+  return "bt" + std::to_string(cfg.block_threads) + ".cpt" + std::to_string(cfg.columns_per_thread) +
+         ".lw" + std::to_string(cfg.load_bits) + ".ks" + std::to_string(cfg.k_slice) + ".mb" +
+         std::to_string(cfg.rows_per_block) + "." + staging_label(cfg.x_staging) + "." +
+         (cfg.half_accumulate ? "h2" : "f32") + "." + (cfg.two_pass ? "tp" : "at");
+}
+
+double tolerance(const Q4MatmulConfig& cfg) { return cfg.half_accumulate ? 4e-3 : 2e-3; }
+
+KernelFamily q4_matmul_family() {
+  KernelFamily family;
+  family.name = "q4_matmul";
+  family.source = "q4_matmul.cu";
+  family.parameters = q4_matmul_parameters();
+  const Q4MatmulConfig defaults;
+  family.default_variants = {{to_string(defaults), name_expression(defaults)}};
+  std::set<std::string> expressions;  // xp shares its kernel with xs: compile it once
+  for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
+    if (expressions.insert(name_expression(cfg)).second) {
+      family.all_variants.push_back({to_string(cfg), name_expression(cfg)});
+    }
+  }
+  return family;
+}
+
+}  // namespace q4jit

@@ -1,0 +1,92 @@
+// Host descriptor of the q4_matmul family (kernels in q4_matmul.cu): GEMV to small GEMM over the
+// GPTQ layout. Its tuning parameters in one place, legality, the tuning space, launch geometry,
+// the workspace a launch needs and the name expressions that instantiate the templates.
+// Not here: compiling, loading and launching (tuner/q4_matmul_runner.hpp), the tensor-core path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernel_sources/family.hpp"
+#include "runtime/device_info.hpp"
+
+namespace q4jit {
+
+struct Q4MatmulShape {
+  int64_t M = 1;           // rows of x (tokens)
+  int64_t K = 0;           // in_features; multiple of 8
+  int64_t N = 0;           // out_features; multiple of 8
+  int64_t group_size = 0;  // rows per group: a multiple of 8 dividing K (K for no-group)
+  bool act_order = false;  // rows sorted by group at load; x is gathered through x_map
+};
+
+// How the activation (and x_map) reach the threads.
+enum class XStaging {
+  global,     // "xg": each thread reads x (through x_map) from global memory as it goes
+  shared,     // "xs": the block stages its K-slice of x in shared memory first, gathering
+              //       through x_map while staging when act-order
+  pregather,  // "xp": q4_gather_kernel writes x in sorted order first, then the xs kernel runs
+              //       on it with no x_map (act-order only)
+};
+
+// Parameters change speed, never results beyond the stated tolerance: fp32 reduction order
+// (relative error <= 2e-3 against the fp32 reference), or, with half_accumulate, fp16 running
+// sums per thread (<= 4e-3: each thread's sum over its share of the K-slice is rounded to fp16).
+struct Q4MatmulConfig {
+  int block_threads = 256;         // bt: 32, 64, 128, 256 threads; warps split the K-slice
+  int columns_per_thread = 4;      // cpt: 2, 4, 8 output columns; a block covers 32 * cpt
+  int load_bits = 128;             // lw: 32, 64, 128-bit weight loads; lw / 32 <= cpt
+  int k_slice = 256;               // ks: 256, 512, 1024 rows of K per block (split-K factor is
+                                   //     ceil(K / ks)); need not align with groups
+  int rows_per_block = 1;          // mb: 1, 2, 4, 8 rows of x per pass over the weights;
+                                   //     mb * cpt <= 16 (accumulator registers)
+  XStaging x_staging = XStaging::shared;  // xg, xs, xp (see XStaging)
+  bool half_accumulate = false;    // acc: running sums in fp32 (f32) or half2 (h2)
+  bool two_pass = false;           // red: split-K partials by fp32 atomics (at) or stored and
+                                   //      summed in split order by the tile's last block (tp,
+                                   //      deterministic)
+};
+
+struct Q4MatmulGeometry {
+  unsigned grid_x = 1;       // column tiles: ceil(N / (32 * cpt))
+  unsigned grid_y = 1;       // K-splits: ceil(K / ks)
+  unsigned block_x = 1;      // bt
+  unsigned gather_grid_x = 0;  // xp only: ceil(K / 256) blocks of 256 threads, grid_y = M
+};
+
+// The scratch memory one launch needs, as byte offsets into one buffer. The reduction area and
+// the counters must be zero before the first launch; every launch leaves them zero again.
+struct Q4MatmulWorkspace {
+  int64_t reduction_offset = 0;  // fp32: M*N (at) or splits*M*N (tp); none when one split
+  int64_t counters_offset = 0;   // uint32 per column tile; none when one split
+  int64_t gathered_offset = 0;   // fp16 [M, K] sorted activations (xp only)
+  int64_t bytes = 0;             // total; 0 when the launch needs no scratch
+  int64_t zeroed_bytes = 0;      // leading bytes that must start zero (reduction + counters)
+};
+
+// The parameters and their allowed values; the tuner enumerates them from here.
+std::vector<TuningParameter> q4_matmul_parameters();
+// Whether cfg may run this shape on this device (mirrors the static_asserts in q4_matmul.cu).
+bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulShape& shape);
+// The tuning space, shape-independent, default first: every layout (bt 64..256 x cpt/lw x ks x
+// mb) with the default strategy (xs, f32, at), plus every strategy (xg/xs/xp x f32/h2 x at/tp) on
+// three anchor layouts (bt256.cpt4.lw128.ks256, bt64.cpt2.lw32.ks1024, bt32.cpt8.lw128.ks512).
+std::vector<Q4MatmulConfig> q4_matmul_configs();
+// The legal configs for a device and shape.
+std::vector<Q4MatmulConfig> space(const DeviceInfo& device, const Q4MatmulShape& shape);
+Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape);
+Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape);
+// "q4_matmul_kernel<256, 4, 128, 256, 1, true, false, false>" (xp shares the xs kernel)
+std::string name_expression(const Q4MatmulConfig& cfg);
+// The gather kernel of xp: "q4_gather_kernel" (extern "C", in every program of the family).
+std::string q4_gather_name_expression();
+// Canonical config string "bt256.cpt4.lw128.ks256.mb1.xs.f32.at": cache key part, DB column,
+// report label, test name.
+std::string to_string(const Q4MatmulConfig& cfg);
+// Relative-error bound of the config against the fp32 reference (see the rule above).
+double tolerance(const Q4MatmulConfig& cfg);
+
+KernelFamily q4_matmul_family();
+
+}  // namespace q4jit

@@ -1,0 +1,328 @@
+// The q4_matmul family: its space and descriptor (no GPU), the whole space compiling through
+// NVRTC for sm_80 and sm_90 (no GPU; skipped without NVRTC), and on a GPU every configuration
+// against the CPU reference (dequantize_gptq + ref::matmul) on fresh random inputs with the
+// output poisoned (NaN) before each launch.
+//
+// GPU coverage, in one sweep (q4jit_kernel_tests --gtest_filter='*Gpu*'):
+// - the whole space on the fixture's shapes (512->512, 512->256, 512->1408, 1408->512) for group
+//   sizes 32, 128, no-group, act-order on and off, M = 1, 2, 3, 4, 8, 16, 64;
+// - the whole space on each Llama-7B shape (4096->12288, 4096->4096, 4096->22016, 11008->4096,
+//   4096->11008) for (g128, act-order, M=1), (g32, M=3), (no-group, act-order, M=16);
+// - every strategy on the three anchor layouts (q4_matmul.hpp) for every other combination of
+//   7B shape, group size, act-order and M.
+// Each config runs twice: after zeroing its workspace, then again on the workspace it left
+// (split-K must leave it zero), each output checked.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "common/half.hpp"
+#include "kernel_sources/q4_matmul.hpp"
+#include "model/gptq.hpp"
+#include "model/ref/cpu_engine.hpp"
+#include "runtime/platform.hpp"
+#include "tuner/q4_matmul_runner.hpp"
+
+namespace q4jit {
+namespace {
+
+struct Case {
+  int K, N, group_size;  // group_size == K: no-group
+  bool act_order;
+  int M;
+  bool full_space;
+};
+
+std::string case_name(const Case& c) {
+  return std::to_string(c.K) + "->" + std::to_string(c.N) + " g" +
+         (c.group_size == c.K ? std::string("none") : std::to_string(c.group_size)) +
+         (c.act_order ? " act" : "") + " M=" + std::to_string(c.M);
+}
+
+std::vector<Case> sweep_cases() {
+  const int fixture[][2] = {{512, 512}, {512, 256}, {512, 1408}, {1408, 512}};
+  const int llama[][2] = {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}, {4096, 11008}};
+  const int rows[] = {1, 2, 3, 4, 8, 16, 64};
+  std::vector<Case> cases;
+  auto add_all = [&](int K, int N, bool fixture_shape) {
+    for (int group : {32, 128, K}) {
+      for (bool act : {false, true}) {
+        for (int M : rows) {
+          const bool full = fixture_shape || (group == 128 && act && M == 1) ||
+                            (group == 32 && !act && M == 3) || (group == K && act && M == 16);
+          cases.push_back({K, N, group, act, M, full});
+        }
+      }
+    }
+  };
+  for (const auto& [K, N] : fixture) add_all(K, N, true);
+  for (const auto& [K, N] : llama) add_all(K, N, false);
+  return cases;
+}
+
+bool anchor_layout(const Q4MatmulConfig& cfg) {
+  const int anchors[][4] = {{256, 4, 128, 256}, {64, 2, 32, 1024}, {32, 8, 128, 512}};
+  for (const auto& [threads, columns, bits, slice] : anchors) {
+    if (cfg.block_threads == threads && cfg.columns_per_thread == columns && cfg.load_bits == bits &&
+        cfg.k_slice == slice) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A random GPTQ layer in the loaded layout: random nibbles, zeros, positive scales, and for
+// act-order a random valid g_idx (each group exactly group_size rows) sorted as the loader does.
+GptqLinear random_linear(const Case& c, std::mt19937& rng) {
+  GptqLinear linear;
+  linear.name = case_name(c);
+  linear.K = c.K;
+  linear.N = c.N;
+  linear.group_size = c.group_size;
+  linear.G = c.K / c.group_size;
+  linear.act_order = c.act_order;
+  linear.sym = false;
+  std::uniform_int_distribution<uint32_t> word;
+  linear.qweight.resize(size_t(c.K / 8) * c.N);
+  for (int32_t& value : linear.qweight) value = static_cast<int32_t>(word(rng));
+  linear.qzeros.resize(size_t(linear.G) * (c.N / 8));
+  for (int32_t& value : linear.qzeros) value = static_cast<int32_t>(word(rng));
+  std::uniform_real_distribution<float> scale(0.5f, 1.5f);
+  const float unit = 1.0f / (8.0f * std::sqrt(float(c.K)));
+  linear.scales.resize(size_t(linear.G) * c.N);
+  for (uint16_t& value : linear.scales) value = float_to_half(scale(rng) * unit);
+  if (c.act_order) {
+    std::vector<int32_t> order(c.K);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    if (linear.G == 1) {
+      linear.x_map = order;  // one group: any sorted order is valid; exercise the gather anyway
+    } else {
+      std::vector<int32_t> g_idx(c.K);
+      for (int k = 0; k < c.K; ++k) g_idx[order[k]] = k / c.group_size;
+      linear.x_map = act_order_permutation(g_idx, linear.G);
+    }
+  }
+  return linear;
+}
+
+std::vector<uint16_t> random_activations(int M, int K, std::mt19937& rng) {
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  std::vector<uint16_t> x(size_t(M) * K);
+  for (uint16_t& h : x) h = float_to_half(value(rng));
+  return x;
+}
+
+TEST(Q4MatmulSpace, DefaultFirstNamesUniqueAndModestSize) {
+  const std::vector<Q4MatmulConfig> configs = q4_matmul_configs();
+  ASSERT_FALSE(configs.empty());
+  EXPECT_EQ(to_string(configs.front()), to_string(Q4MatmulConfig{}));
+  std::set<std::string> names, expressions;
+  for (const Q4MatmulConfig& cfg : configs) {
+    EXPECT_TRUE(names.insert(to_string(cfg)).second) << to_string(cfg);
+    expressions.insert(name_expression(cfg));
+  }
+  EXPECT_LE(expressions.size(), 300u) << "distinct instantiations";
+  EXPECT_EQ(q4_matmul_family().all_variants.size(), expressions.size());
+  EXPECT_EQ(to_string(Q4MatmulConfig{}), "bt256.cpt4.lw128.ks256.mb1.xs.f32.at");
+}
+
+TEST(Q4MatmulSpace, LegalityFollowsShape) {
+  DeviceInfo device;
+  device.max_threads_per_block = 1024;
+  const Q4MatmulShape shape{1, 4096, 4096, 128, false};
+  EXPECT_TRUE(legal(Q4MatmulConfig{}, device, shape));
+  Q4MatmulConfig pregather;
+  pregather.x_staging = XStaging::pregather;
+  EXPECT_FALSE(legal(pregather, device, shape)) << "xp needs act-order";
+  EXPECT_TRUE(legal(pregather, device, {1, 4096, 4096, 128, true}));
+  Q4MatmulConfig two_rows;
+  two_rows.rows_per_block = 2;
+  EXPECT_FALSE(legal(two_rows, device, shape)) << "mb2 at M=1 is half padding";
+  EXPECT_FALSE(legal(Q4MatmulConfig{}, device, {1, 4096, 4100, 128, false})) << "N % 8";
+  EXPECT_FALSE(legal(Q4MatmulConfig{}, device, {1, 4096, 4096, 100, false})) << "group size";
+  for (const Q4MatmulConfig& cfg : space(device, {16, 512, 256, 32, true})) {
+    EXPECT_TRUE(legal(cfg, device, {16, 512, 256, 32, true}));
+  }
+}
+
+TEST(Q4MatmulSpace, WorkspaceCoversSplitsAndGather) {
+  const Q4MatmulShape shape{4, 4096, 4096, 128, true};
+  Q4MatmulConfig cfg;
+  cfg.two_pass = true;
+  cfg.x_staging = XStaging::pregather;
+  const Q4MatmulWorkspace layout = workspace(cfg, shape);
+  EXPECT_EQ(geometry(cfg, shape).grid_y, 16u);
+  EXPECT_GE(layout.counters_offset, 16 * 4 * 4096 * 4);
+  EXPECT_GE(layout.bytes - layout.gathered_offset, 4 * 4096 * 2);
+  Q4MatmulConfig one_split;
+  one_split.k_slice = 1024;
+  EXPECT_EQ(workspace(one_split, {1, 1024, 512, 128, false}).bytes, 0);
+}
+
+// CI's proof that the whole space compiles for sm_80 and sm_90 (no GPU needed).
+TEST(Q4MatmulCompile, WholeSpaceForSm80AndSm90) {
+  auto compiler = open_compiler();
+  if (!compiler) GTEST_SKIP() << "no NVRTC: " << compiler.error().what();
+  KernelService service(*compiler.value(), nullptr);
+  std::vector<CompileRequest> requests;
+  for (int sm : {80, 90}) {
+    for (CompileRequest& request : q4_matmul_requests(q4_matmul_configs(), {sm, false}, 8)) {
+      requests.push_back(std::move(request));
+    }
+  }
+  const int jobs = std::max(1u, std::thread::hardware_concurrency());
+  const auto started = std::chrono::steady_clock::now();
+  const std::vector<Result<CompiledKernel>> results = service.get_all(requests, jobs);
+  int failed = 0;
+  for (const Result<CompiledKernel>& result : results) {
+    if (!result) {
+      ++failed;
+      ADD_FAILURE() << result.error().describe();
+    }
+  }
+  std::printf("q4_matmul: %zu programs (%zu kernels per arch) compiled for sm_80, sm_90 in %.1f s on %d jobs, %d failed\n",
+              requests.size(), q4_matmul_family().all_variants.size(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), jobs,
+              failed);
+}
+
+// --- GPU
+
+struct DeviceLayer {
+  DeviceBuffer qweight, scales, qzeros, x_map;
+};
+
+class Q4MatmulGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto opened = open_gpu_backend();
+    if (!opened) GTEST_SKIP() << opened.error().what();
+    backend_ = std::move(opened.value());
+    if (backend_->device_count() == 0) GTEST_SKIP() << "no GPU: the backend reports no device";
+    backend_->select_device(0);
+    auto compiler = open_compiler();
+    if (!compiler) GTEST_SKIP() << "no NVRTC: " << compiler.error().what();
+    compiler_ = std::move(compiler.value());
+  }
+  template <typename T>
+  DeviceBuffer upload(const std::vector<T>& host) {
+    DeviceBuffer buffer = backend_->allocate(std::max<size_t>(host.size() * sizeof(T), 16));
+    if (!host.empty()) backend_->copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
+    return buffer;
+  }
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Compiler> compiler_;
+};
+
+struct SweepTally {
+  int64_t launches = 0, failures = 0;
+  double worst_f32 = 0, worst_h2 = 0;
+};
+
+double relative_error(const std::vector<uint16_t>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = double(half_to_float(got[i])) - want[i];
+    diff += d * d;
+    norm += double(want[i]) * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+std::string first_mismatches(const std::vector<uint16_t>& got, const std::vector<float>& want, int N) {
+  std::string text;
+  int shown = 0;
+  for (size_t i = 0; i < want.size() && shown < 5; ++i) {
+    const float value = half_to_float(got[i]);
+    if (!(std::fabs(value - want[i]) <= 1e-2f * (std::fabs(want[i]) + 0.05f))) {
+      char line[120];
+      std::snprintf(line, sizeof line, " [m=%zu n=%zu] got %g want %g;", i / N, i % N, value, want[i]);
+      text += line;
+      ++shown;
+    }
+  }
+  return text;
+}
+
+TEST_F(Q4MatmulGpu, EveryConfigMatchesReference) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::vector<Q4MatmulConfig> all = q4_matmul_configs();
+  KernelService service(*compiler_, nullptr);
+  const int jobs = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<Result<Q4MatmulKernel>> loaded = load_q4_matmul(*backend_, service, all, jobs);
+  const double compile_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::vector<Q4MatmulKernel> kernels;
+  for (Result<Q4MatmulKernel>& kernel : loaded) {
+    if (!kernel) {
+      ADD_FAILURE() << kernel.error().describe();
+    } else {
+      kernels.push_back(kernel.value());
+    }
+  }
+  const DeviceInfo& device = backend_->current_device();
+  std::mt19937 rng(20240611);
+  SweepTally tally;
+  const std::vector<Case> cases = sweep_cases();
+  for (const Case& c : cases) {
+    const GptqLinear linear = random_linear(c, rng);
+    const std::vector<uint16_t> x = random_activations(c.M, c.K, rng);
+    std::vector<float> x_float(x.size());
+    for (size_t i = 0; i < x.size(); ++i) x_float[i] = half_to_float(x[i]);
+    std::vector<float> want(size_t(c.M) * c.N);
+    ref::matmul(x_float.data(), dequantize_gptq(linear).data(), want.data(), c.M, c.K, c.N);
+
+    const Q4MatmulShape shape{c.M, c.K, c.N, c.group_size, c.act_order};
+    std::vector<const Q4MatmulKernel*> chosen;
+    int64_t workspace_bytes = 16;
+    for (const Q4MatmulKernel& kernel : kernels) {
+      if (!legal(kernel.config, device, shape) || !(c.full_space || anchor_layout(kernel.config))) continue;
+      chosen.push_back(&kernel);
+      workspace_bytes = std::max(workspace_bytes, workspace(kernel.config, shape).bytes);
+    }
+    DeviceBuffer qweight = upload(linear.qweight), scales = upload(linear.scales),
+                 qzeros = upload(linear.qzeros), x_map = upload(linear.x_map), x_device = upload(x);
+    DeviceBuffer out = backend_->allocate(want.size() * 2);
+    DeviceBuffer scratch = backend_->allocate(static_cast<size_t>(workspace_bytes));
+    const Q4MatmulOperands operands{out.raw(),    x_device.raw(), x_map.raw(), qweight.raw(),
+                                    scales.raw(), qzeros.raw(),   scratch.raw()};
+    std::vector<uint16_t> got(want.size());
+    for (const Q4MatmulKernel* kernel : chosen) {
+      const Q4MatmulWorkspace layout = workspace(kernel->config, shape);
+      if (layout.zeroed_bytes > 0) backend_->memset(scratch.raw(), 0, static_cast<size_t>(layout.zeroed_bytes), {});
+      for (int run = 0; run < 2; ++run) {
+        backend_->memset(out.raw(), 0xff, want.size() * 2, {});  // fp16 NaN everywhere
+        launch_q4_matmul(*backend_, *kernel, shape, operands, {});
+        backend_->copy_to_host(got.data(), out.raw(), got.size() * 2, {});
+        backend_->synchronize({});
+        const double error = relative_error(got, want);
+        ++tally.launches;
+        double& worst = kernel->config.half_accumulate ? tally.worst_h2 : tally.worst_f32;
+        worst = std::max(worst, std::isnan(error) ? INFINITY : error);
+        if (!(error <= tolerance(kernel->config))) {
+          ++tally.failures;
+          ADD_FAILURE() << to_string(kernel->config) << " on " << case_name(c) << " (run " << run + 1
+                        << "): relative error " << error << " > " << tolerance(kernel->config)
+                        << ";" << first_mismatches(got, want, c.N);
+        }
+      }
+    }
+  }
+  std::printf("q4_matmul GPU sweep on %s: %zu cases, %zu configs (compiled and loaded in %.1f s), "
+              "%lld launches, %lld failures, worst relative error f32 %.2e, h2 %.2e, %.1f s\n",
+              device.name.c_str(), cases.size(), kernels.size(), compile_seconds,
+              static_cast<long long>(tally.launches), static_cast<long long>(tally.failures),
+              tally.worst_f32, tally.worst_h2,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+}
+
+}  // namespace
+}  // namespace q4jit

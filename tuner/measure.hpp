@@ -1,0 +1,40 @@
+// Timing kernels on a Backend the way ../shared/docs/BENCHMARK.md prescribes: a CUDA graph of many
+// back-to-back calls rotating over copies of the weights (more than twice the L2 in all, so the
+// weights come from HBM), warm-up first, then the median over many graph launches, measured with
+// events. Also the device's HBM read ceiling, with a read-only streaming kernel of our own.
+// Generic: any family's launches fit; the autotuner reuses it. Not here: validation, reporting.
+#pragma once
+
+#include <functional>
+
+#include "runtime/backend.hpp"
+#include "runtime/kernel_service.hpp"
+
+namespace q4jit {
+
+struct MeasureOptions {
+  int warmup_launches = 2;      // graph launches before timing
+  int timed_launches = 15;      // graph launches timed; the median is reported
+  int min_calls_per_graph = 40; // calls captured in one graph (at least two rounds of copies)
+};
+
+struct Timing {
+  double median_us = 0;  // per call
+  double min_us = 0;
+  double max_us = 0;
+  int calls = 0;         // calls timed in all
+};
+
+// Copies of an operand set of `bytes_per_copy` needed so they exceed twice the L2 and 256 MB.
+int copies_beyond_cache(const DeviceInfo& device, int64_t bytes_per_copy);
+
+// Times enqueue(copy, stream): the call on copy `copy` of the operands (0 .. copies-1).
+Timing time_calls(Backend& backend, int copies,
+                  const std::function<void(int copy, StreamView stream)>& enqueue,
+                  const MeasureOptions& options = {});
+
+// The read-only streaming bandwidth of device memory in bytes per second (median of graphs
+// reading a buffer of several L2 sizes with 128-bit non-caching loads).
+double measure_read_ceiling(Backend& backend, KernelService& service);
+
+}  // namespace q4jit
