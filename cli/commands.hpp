@@ -13,5 +13,6 @@ void add_perplexity_command(CLI::App& app);
 void add_devices_command(CLI::App& app);
 void add_kernels_command(CLI::App& app);
 void add_cache_command(CLI::App& app);
+void add_bench_kernels_command(CLI::App& app);
 
 }  // namespace q4jit::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   q4jit::cli::add_devices_command(app);
   q4jit::cli::add_kernels_command(app);
   q4jit::cli::add_cache_command(app);
+  q4jit::cli::add_bench_kernels_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
