@@ -2,6 +2,7 @@
 // one line below (kernel_sources/README.md).
 #include "common/error.hpp"
 #include "kernel_sources/family.hpp"
+#include "kernel_sources/q4_matmul.hpp"
 #include "kernel_sources/rms_norm.hpp"
 
 namespace q4jit {
@@ -9,6 +10,7 @@ namespace q4jit {
 std::vector<KernelFamily> kernel_families() {
   return {
       rms_norm_family(),
+      q4_matmul_family(),
   };
 }
 
