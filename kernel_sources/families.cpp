@@ -1,15 +1,29 @@
 // The list of kernel families. Adding a family: its <family>.cu/.hpp/.cpp in kernel_sources/ and
 // one line below (kernel_sources/README.md).
 #include "common/error.hpp"
+#include "kernel_sources/attention_decode.hpp"
+#include "kernel_sources/attention_prefill.hpp"
+#include "kernel_sources/elementwise.hpp"
+#include "kernel_sources/embedding.hpp"
 #include "kernel_sources/family.hpp"
+#include "kernel_sources/lm_head.hpp"
 #include "kernel_sources/q4_matmul.hpp"
 #include "kernel_sources/rms_norm.hpp"
+#include "kernel_sources/rope_cache.hpp"
 
 namespace q4jit {
 
 std::vector<KernelFamily> kernel_families() {
   return {
       rms_norm_family(),
+      embedding_family(),
+      rope_cache_family(),
+      attention_decode_family(),
+      attention_prefill_family(),
+      silu_mul_family(),
+      residual_add_family(),
+      logits_f32_family(),
+      lm_head_family(),
       q4_matmul_family(),
   };
 }
