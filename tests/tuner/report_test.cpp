@@ -1,0 +1,122 @@
+// Reports of a fixed recorded database in each format against checked-in files
+// (tests/fixtures/report.{json,csv,md,html}); Q4JIT_UPDATE_FIXTURES=1 rewrites them (review the
+// diff). Also: the HTML is self-contained, and the model filter and bandwidth arithmetic.
+#include "tuner/report.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_support.hpp"
+
+namespace q4jit {
+namespace {
+
+TrialRecord trial(const std::string& config, TrialStatus status, double median_us, int rung,
+                  const std::string& detail = "") {
+  TrialRecord record;
+  record.config = config;
+  record.status = status;
+  record.median_us = median_us;
+  record.min_us = median_us * 0.98;
+  record.p90_us = median_us * 1.03;
+  record.repetitions = rung > 0 ? 1 << rung : 0;
+  record.rung = rung;
+  record.detail = detail;
+  return record;
+}
+
+// The recorded database: an H100 with its ceiling, two problems of one shape, one where a
+// candidate won and one where the 2% rule kept the default.
+void write_recorded_db(TuningDb& db) {
+  TuningKey key;
+  key.device = {"NVIDIA H100 80GB HBM3", 90, 132, 13000, "13-0"};
+  key.family = "q4_matmul";
+  key.source_hash = "5f1c0ffee";
+  key.K = 4096;
+  key.N = 12288;
+  key.group_size = 128;
+  key.act_order = true;
+  db.save_read_ceiling(key.device, 3.08e12);
+  const std::string fallback = "bt256.cpt4.lw128.ks256.mb1.xs.f32.at";
+  const std::string best = "bt128.cpt4.lw128.ks512.mb1.xs.f32.at";
+  for (const TrialRecord& record :
+       {trial(fallback, TrialStatus::ok, 20.0, 4), trial(best, TrialStatus::ok, 15.5, 4),
+        trial("bt64.cpt2.lw32.ks1024.mb1.xs.f32.at", TrialStatus::ok, 16.0, 4),
+        trial("bt64.cpt4.lw64.ks256.mb1.xs.f32.at", TrialStatus::ok, 31.25, 1),
+        trial("bt64.cpt2.lw32.ks1024.mb1.xg.h2.at", TrialStatus::wrong_result, 0, 0,
+              "relative error 5.10e-02 above 4.0e-03"),
+        trial("bt256.cpt4.lw128.ks256.mb2.xs.f32.at", TrialStatus::pruned_m_tile, 0, 0,
+              "M tile 2 > bucket 1")}) {
+    db.save_trial(key, record);
+  }
+  db.save_winner(key, {best, fallback, 15.5, 15.2, 15.9, 20.0, 6, 6, 1, 1.25, "abc123"});
+  key.m_bucket = 2;
+  for (const TrialRecord& record :
+       {trial(fallback, TrialStatus::ok, 30.0, 3), trial(best, TrialStatus::ok, 29.7, 3),
+        trial("bt32.cpt8.lw128.ks512.mb2.xp.f32.tp", TrialStatus::compile_failed, 0, 0,
+              "nvrtc: error <sm_90>")}) {
+    db.save_trial(key, record);
+  }
+  db.save_winner(key, {fallback, fallback, 30.0, 29.5, 30.5, 30.0, 6, 3, 1, 0.5, "def456"});
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+class ReportFormats : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ReportFormats, MatchCheckedInFile) {
+  test::TempDir dir;
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  write_recorded_db(db);
+  const std::string format = GetParam();
+  const std::string rendered = render_report(build_report(db, ""), format);
+  const std::filesystem::path expected_file = test::fixture("report." + format);
+  const char* update = std::getenv("Q4JIT_UPDATE_FIXTURES");
+  if (update && std::string(update) == "1") std::ofstream(expected_file, std::ios::binary) << rendered;
+  ASSERT_TRUE(std::filesystem::exists(expected_file)) << expected_file;
+  EXPECT_EQ(rendered, read_text(expected_file)) << "rerun with Q4JIT_UPDATE_FIXTURES=1 and review";
+}
+
+INSTANTIATE_TEST_SUITE_P(Tuner, ReportFormats, ::testing::Values("json", "csv", "md", "html"));
+
+TEST(Report, NumbersAndFilters) {
+  test::TempDir dir;
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  write_recorded_db(db);
+  const Report report = build_report(db, "H100");
+  ASSERT_EQ(report.rows.size(), 2u);
+  const ReportRow& row = report.rows[0];
+  // qweight 4096/8*12288*4 + scales 32*12288*2 + qzeros 32*1536*4 + g_idx 4096*4.
+  EXPECT_EQ(row.weight_bytes, 25165824 + 786432 + 196608 + 16384);
+  EXPECT_NEAR(row.speedup, 20.0 / 15.5, 1e-9);
+  EXPECT_NEAR(row.tbps, row.weight_bytes / 15.5e-6 / 1e12, 1e-9);
+  EXPECT_NEAR(row.ceiling_fraction, row.tbps / 3.08, 1e-9);
+  EXPECT_EQ(row.trials.front().config, "bt128.cpt4.lw128.ks512.mb1.xs.f32.at");  // fastest first
+  EXPECT_TRUE(build_report(db, "A100").rows.empty());
+  EXPECT_TRUE(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 4096, 128, true}}).rows.empty());
+  EXPECT_EQ(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 12288, 128, true}}).rows.size(), 2u);
+  EXPECT_THROW(render_report(report, "pdf"), Error);
+}
+
+TEST(Report, HtmlIsSelfContained) {
+  test::TempDir dir;
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  write_recorded_db(db);
+  const std::string html = report_html(build_report(db, ""));
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("http"), std::string::npos);  // no link, font or image to fetch
+  EXPECT_EQ(html.find(" src="), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("&lt;sm_90&gt;"), std::string::npos);  // details are escaped
+}
+
+}  // namespace
+}  // namespace q4jit

@@ -1,0 +1,297 @@
+// Tuning reports (report.hpp). Numbers are printed with fixed precision so that a report of the
+// same database is the same bytes (the format tests compare against checked-in files).
+#include "tuner/report.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+
+namespace q4jit {
+
+namespace {
+
+std::string fixed(double value, int digits) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", digits, value);
+  return text;
+}
+
+std::string escape_html(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string shape_text(const TuningKey& key) {
+  return std::to_string(key.K) + "x" + std::to_string(key.N) + " g" + std::to_string(key.group_size) +
+         (key.act_order ? " act" : "");
+}
+
+bool timed(const TrialRecord& trial) { return trial.status == TrialStatus::ok && trial.median_us > 0; }
+
+int failures(const ReportRow& row) { return row.winner.candidates_failed; }
+
+}  // namespace
+
+int64_t q4_weight_bytes(int64_t K, int64_t N, int64_t group_size, bool act_order) {
+  const int64_t G = group_size > 0 ? K / group_size : 1;
+  return K / 8 * N * 4 + G * N * 2 + G * (N / 8) * 4 + (act_order ? K * 4 : 0);
+}
+
+Report build_report(const TuningDb& db, const std::string& device_filter,
+                    const std::optional<std::vector<MatmulShapeKey>>& shapes) {
+  Report report;
+  for (const DeviceFingerprint& device : db.devices()) {
+    if (device.name.find(device_filter) == std::string::npos) continue;
+    report.devices.push_back({device, db.read_ceiling(device).value_or(0)});
+  }
+  for (const ResultRow& result : db.results(device_filter)) {
+    const TuningKey& key = result.key;
+    if (shapes && std::none_of(shapes->begin(), shapes->end(), [&](const MatmulShapeKey& s) {
+          return s.K == key.K && s.N == key.N && s.group_size == key.group_size &&
+                 s.act_order == key.act_order;
+        })) {
+      continue;
+    }
+    ReportRow row;
+    row.key = key;
+    row.winner = result.winner;
+    row.trials = db.trials(key);
+    std::stable_sort(row.trials.begin(), row.trials.end(), [](const TrialRecord& a, const TrialRecord& b) {
+      if (timed(a) != timed(b)) return timed(a);
+      if (timed(a) && a.median_us != b.median_us) return a.median_us < b.median_us;
+      if (a.status != b.status) return int(a.status) < int(b.status);
+      return a.config < b.config;
+    });
+    row.weight_bytes = q4_weight_bytes(key.K, key.N, key.group_size, key.act_order);
+    if (row.winner.median_us > 0) {
+      row.tbps = double(row.weight_bytes) / (row.winner.median_us * 1e-6) / 1e12;
+      if (row.winner.default_us > 0) row.speedup = row.winner.default_us / row.winner.median_us;
+      const double ceiling = db.read_ceiling(key.device).value_or(0);
+      if (ceiling > 0) row.ceiling_fraction = row.tbps * 1e12 / ceiling;
+    }
+    report.rows.push_back(std::move(row));
+  }
+  return report;
+}
+
+std::string report_json(const Report& report) {
+  nlohmann::ordered_json json;
+  json["devices"] = nlohmann::ordered_json::array();
+  for (const ReportDevice& entry : report.devices) {
+    json["devices"].push_back({{"name", entry.device.name}, {"arch", entry.device.arch},
+                               {"sm_count", entry.device.sm_count},
+                               {"driver_version", entry.device.driver_version},
+                               {"nvrtc_version", entry.device.nvrtc_version},
+                               {"read_ceiling_tbps", std::stod(fixed(entry.read_ceiling_bps / 1e12, 3))}});
+  }
+  json["results"] = nlohmann::ordered_json::array();
+  for (const ReportRow& row : report.rows) {
+    const TuningKey& key = row.key;
+    const WinnerRecord& w = row.winner;
+    nlohmann::ordered_json trials = nlohmann::ordered_json::array();
+    for (const TrialRecord& trial : row.trials) {
+      trials.push_back({{"config", trial.config}, {"status", to_string(trial.status)},
+                        {"median_us", std::stod(fixed(trial.median_us, 3))},
+                        {"rung", trial.rung}, {"detail", trial.detail}});
+    }
+    json["results"].push_back(
+        {{"device", key.device.name}, {"family", key.family}, {"K", key.K}, {"N", key.N},
+         {"group_size", key.group_size}, {"act_order", key.act_order}, {"m_bucket", key.m_bucket},
+         {"dtype", key.dtype}, {"source_hash", key.source_hash}, {"config", w.config},
+         {"default_config", w.default_config}, {"median_us", std::stod(fixed(w.median_us, 3))},
+         {"min_us", std::stod(fixed(w.min_us, 3))}, {"p90_us", std::stod(fixed(w.p90_us, 3))},
+         {"default_us", std::stod(fixed(w.default_us, 3))}, {"speedup", std::stod(fixed(row.speedup, 3))},
+         {"weight_bytes", row.weight_bytes}, {"tbps", std::stod(fixed(row.tbps, 3))},
+         {"ceiling_fraction", std::stod(fixed(row.ceiling_fraction, 3))},
+         {"repetitions", w.repetitions}, {"candidates_tried", w.candidates_tried},
+         {"candidates_failed", w.candidates_failed},
+         {"tuning_seconds", std::stod(fixed(w.tuning_seconds, 2))}, {"kernel_key", w.kernel_key},
+         {"trials", trials}});
+  }
+  return json.dump(2) + "\n";
+}
+
+std::string report_csv(const Report& report) {
+  std::string out =
+      "device,family,K,N,group_size,act_order,m_bucket,dtype,config,default_config,median_us,"
+      "min_us,p90_us,default_us,speedup,tbps,ceiling_fraction,candidates_tried,"
+      "candidates_failed,tuning_seconds\n";
+  for (const ReportRow& row : report.rows) {
+    const TuningKey& key = row.key;
+    const WinnerRecord& w = row.winner;
+    out += "\"" + key.device.name + "\"," + key.family + "," + std::to_string(key.K) + "," +
+           std::to_string(key.N) + "," + std::to_string(key.group_size) + "," +
+           (key.act_order ? "1" : "0") + "," + std::to_string(key.m_bucket) + "," + key.dtype + "," +
+           w.config + "," + w.default_config + "," + fixed(w.median_us, 3) + "," +
+           fixed(w.min_us, 3) + "," + fixed(w.p90_us, 3) + "," + fixed(w.default_us, 3) + "," +
+           fixed(row.speedup, 3) + "," + fixed(row.tbps, 3) + "," + fixed(row.ceiling_fraction, 3) +
+           "," + std::to_string(w.candidates_tried) + "," + std::to_string(failures(row)) + "," +
+           fixed(w.tuning_seconds, 2) + "\n";
+  }
+  return out;
+}
+
+std::string report_markdown(const Report& report) {
+  std::string out = "# q4jit tuning report\n\n";
+  for (const ReportDevice& entry : report.devices) {
+    out += "- " + entry.device.name + " (sm_" + std::to_string(entry.device.arch) + ", " +
+           std::to_string(entry.device.sm_count) + " SMs, driver " +
+           std::to_string(entry.device.driver_version) + ", NVRTC " + entry.device.nvrtc_version +
+           "): read ceiling " +
+           (entry.read_ceiling_bps > 0 ? fixed(entry.read_ceiling_bps / 1e12, 2) + " TB/s" : "not measured") + "\n";
+  }
+  out += "\n| device | family | shape (KxN) | M | winner | default | us | default us | speedup | "
+         "TB/s | of ceiling | tried | failed |\n";
+  out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const ReportRow& row : report.rows) {
+    const WinnerRecord& w = row.winner;
+    out += "| " + row.key.device.name + " | " + row.key.family + " | " + shape_text(row.key) + " | " +
+           std::to_string(row.key.m_bucket) + " | `" + w.config + "` | `" + w.default_config +
+           "` | " + fixed(w.median_us, 2) + " | " + fixed(w.default_us, 2) + " | " +
+           fixed(row.speedup, 2) + "x | " + fixed(row.tbps, 2) + " | " +
+           fixed(100 * row.ceiling_fraction, 1) + "% | " + std::to_string(w.candidates_tried) +
+           " | " + std::to_string(failures(row)) + " |\n";
+  }
+  for (const ReportRow& row : report.rows) {
+    out += "\n## " + row.key.shape_label() + "\n\n| config | status | us | rung | detail |\n"
+           "|---|---|---|---|---|\n";
+    for (const TrialRecord& trial : row.trials) {
+      out += "| `" + trial.config + "` | " + to_string(trial.status) + " | " +
+             (timed(trial) ? fixed(trial.median_us, 2) : "") + " | " + std::to_string(trial.rung) +
+             " | " + trial.detail + " |\n";
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Horizontal bars of each timed trial, fastest first; the winner green, the default orange.
+std::string trial_chart(const ReportRow& row) {
+  std::vector<const TrialRecord*> bars;
+  for (const TrialRecord& trial : row.trials) {
+    if (timed(trial)) bars.push_back(&trial);
+  }
+  if (bars.empty()) return "<p>no timed candidate</p>\n";
+  double slowest = 0;
+  for (const TrialRecord* trial : bars) slowest = std::max(slowest, trial->median_us);
+  const int bar_height = 14, label_width = 300, chart_width = 400;
+  const int height = int(bars.size()) * bar_height + 10;
+  std::string svg = "<svg width=\"" +
+                    std::to_string(label_width + chart_width + 90) + "\" height=\"" +
+                    std::to_string(height) + "\" font-family=\"monospace\" font-size=\"11\">\n";
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const TrialRecord& trial = *bars[i];
+    const int y = int(i) * bar_height + 5;
+    const int width = std::max(1, int(chart_width * trial.median_us / slowest));
+    const char* color = trial.config == row.winner.config ? "#2a9d3f"
+                        : trial.config == row.winner.default_config ? "#e07b00" : "#7f8fa6";
+    svg += "<text x=\"0\" y=\"" + std::to_string(y + 10) + "\">" + escape_html(trial.config) + "</text>";
+    svg += "<rect x=\"" + std::to_string(label_width) + "\" y=\"" + std::to_string(y) + "\" width=\"" +
+           std::to_string(width) + "\" height=\"" + std::to_string(bar_height - 3) + "\" fill=\"" +
+           color + "\"/>";
+    svg += "<text x=\"" + std::to_string(label_width + width + 4) + "\" y=\"" + std::to_string(y + 10) +
+           "\">" + fixed(trial.median_us, 2) + " us</text>\n";
+  }
+  return svg + "</svg>\n";
+}
+
+// Per problem, the tuned time against the default's, as pairs of bars.
+std::string speedup_chart(const Report& report) {
+  double slowest = 0;
+  for (const ReportRow& row : report.rows) {
+    slowest = std::max({slowest, row.winner.median_us, row.winner.default_us});
+  }
+  if (slowest <= 0) return "";
+  const int row_height = 30, label_width = 320, chart_width = 400;
+  std::string svg = "<svg width=\"" +
+                    std::to_string(label_width + chart_width + 90) + "\" height=\"" +
+                    std::to_string(int(report.rows.size()) * row_height + 10) +
+                    "\" font-family=\"monospace\" font-size=\"11\">\n";
+  for (size_t i = 0; i < report.rows.size(); ++i) {
+    const ReportRow& row = report.rows[i];
+    const int y = int(i) * row_height + 5;
+    svg += "<text x=\"0\" y=\"" + std::to_string(y + 16) + "\">" + escape_html(row.key.shape_label()) + "</text>";
+    const std::pair<double, const char*> bars[] = {{row.winner.median_us, "#2a9d3f"},
+                                                   {row.winner.default_us, "#e07b00"}};
+    for (int b = 0; b < 2; ++b) {
+      const int width = std::max(1, int(chart_width * bars[b].first / slowest));
+      const int bar_y = y + b * 12;
+      svg += "<rect x=\"" + std::to_string(label_width) + "\" y=\"" + std::to_string(bar_y) +
+             "\" width=\"" + std::to_string(width) + "\" height=\"11\" fill=\"" + bars[b].second + "\"/>";
+      svg += "<text x=\"" + std::to_string(label_width + width + 4) + "\" y=\"" + std::to_string(bar_y + 9) +
+             "\">" + fixed(bars[b].first, 2) + " us</text>";
+    }
+    svg += "\n";
+  }
+  return svg + "</svg>\n";
+}
+
+}  // namespace
+
+std::string report_html(const Report& report) {
+  std::string out =
+      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>q4jit tuning report</title>\n"
+      "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+      "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}code{font-size:12px}</style>\n"
+      "</head><body>\n<h1>q4jit tuning report</h1>\n<ul>\n";
+  for (const ReportDevice& entry : report.devices) {
+    out += "<li>" + escape_html(entry.device.name) + " (sm_" + std::to_string(entry.device.arch) +
+           ", " + std::to_string(entry.device.sm_count) + " SMs, driver " +
+           std::to_string(entry.device.driver_version) + ", NVRTC " +
+           escape_html(entry.device.nvrtc_version) + "): read ceiling " +
+           (entry.read_ceiling_bps > 0 ? fixed(entry.read_ceiling_bps / 1e12, 2) + " TB/s" : "not measured") +
+           "</li>\n";
+  }
+  out += "</ul>\n<h2>Tuned (green) against default (orange)</h2>\n" + speedup_chart(report);
+  out += "<table><tr><th>problem</th><th>winner</th><th>default</th><th>us</th><th>default us</th>"
+         "<th>speedup</th><th>TB/s</th><th>of ceiling</th><th>tried</th><th>failed</th></tr>\n";
+  for (const ReportRow& row : report.rows) {
+    const WinnerRecord& w = row.winner;
+    out += "<tr><td>" + escape_html(row.key.shape_label()) + "</td><td><code>" + escape_html(w.config) +
+           "</code></td><td><code>" + escape_html(w.default_config) + "</code></td><td>" +
+           fixed(w.median_us, 2) + "</td><td>" + fixed(w.default_us, 2) + "</td><td>" +
+           fixed(row.speedup, 2) + "x</td><td>" + fixed(row.tbps, 2) + "</td><td>" +
+           fixed(100 * row.ceiling_fraction, 1) + "%</td><td>" + std::to_string(w.candidates_tried) +
+           "</td><td>" + std::to_string(failures(row)) + "</td></tr>\n";
+  }
+  out += "</table>\n";
+  for (const ReportRow& row : report.rows) {
+    out += "<h2>" + escape_html(row.key.shape_label()) + " on " + escape_html(row.key.device.name) +
+           "</h2>\n" + trial_chart(row);
+    int untimed = 0;
+    for (const TrialRecord& trial : row.trials) untimed += !timed(trial);
+    if (untimed > 0) {
+      out += "<details><summary>" + std::to_string(untimed) + " candidates not timed</summary><table>\n";
+      for (const TrialRecord& trial : row.trials) {
+        if (timed(trial)) continue;
+        out += "<tr><td><code>" + escape_html(trial.config) + "</code></td><td>" +
+               to_string(trial.status) + "</td><td>" + escape_html(trial.detail) + "</td></tr>\n";
+      }
+      out += "</table></details>\n";
+    }
+  }
+  return out + "</body></html>\n";
+}
+
+std::string render_report(const Report& report, const std::string& format) {
+  if (format == "json") return report_json(report);
+  if (format == "csv") return report_csv(report);
+  if (format == "md") return report_markdown(report);
+  if (format == "html") return report_html(report);
+  throw Error("--format: '" + format + "' is not one of json, csv, md, html");
+}
+
+}  // namespace q4jit
