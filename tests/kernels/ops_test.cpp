@@ -440,7 +440,7 @@ TEST_F(OpsGpu, RopeCacheEveryConfig) {
         for (int t = 0; t < T; ++t)
           EXPECT_TRUE(std::equal(qkv.begin() + size_t(t) * width + H * D,
                                  qkv.begin() + size_t(t + 1) * width,
-                                 got_q_raw.begin() + size_t(t) * width))
+                                 got_q_raw.begin() + size_t(t) * width + H * D))
               << label << ": k or v changed";
       }
       int stray_writes = 0;
