@@ -3,11 +3,14 @@
 #include "common/error.hpp"
 #include "kernel_sources/attention_decode.hpp"
 #include "kernel_sources/attention_prefill.hpp"
+#include "kernel_sources/dequantize_q4.hpp"
 #include "kernel_sources/elementwise.hpp"
 #include "kernel_sources/embedding.hpp"
 #include "kernel_sources/family.hpp"
+#include "kernel_sources/gemm_f16.hpp"
 #include "kernel_sources/lm_head.hpp"
 #include "kernel_sources/q4_matmul.hpp"
+#include "kernel_sources/q4_mma.hpp"
 #include "kernel_sources/rms_norm.hpp"
 #include "kernel_sources/rope_cache.hpp"
 
@@ -25,6 +28,9 @@ std::vector<KernelFamily> kernel_families() {
       logits_f32_family(),
       lm_head_family(),
       q4_matmul_family(),
+      q4_mma_family(),
+      dequantize_q4_family(),
+      gemm_f16_family(),
   };
 }
 
