@@ -277,10 +277,21 @@ class OpsGpu : public ::testing::Test {
   }
   void summarize(const char* family, size_t configs, size_t cases) {
     std::printf(
-        "ops GPU %s on %s: %zu configs, %zu cases, %lld launches, worst relative error "
-        "%.2e, %.1f s\n",
-        family, device().name.c_str(), configs, cases, static_cast<long long>(launches_), worst_,
+        "ops GPU %s on %s: %zu configs (at most %d registers, %lld local bytes), %zu cases, %lld "
+        "launches, worst relative error %.2e, %.1f s\n",
+        family, device().name.c_str(), configs, max_registers_,
+        static_cast<long long>(max_local_bytes_), cases, static_cast<long long>(launches_), worst_,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  }
+  // Mean microseconds of `launch` over 20 runs after 3 warm-up runs.
+  template <typename Launch>
+  double time_us(const Launch& launch) {
+    for (int i = 0; i < 3; ++i) launch();
+    Event start = backend_->create_event(), end = backend_->create_event();
+    backend_->record(start, {});
+    for (int i = 0; i < 20; ++i) launch();
+    backend_->record(end, {});
+    return backend_->elapsed_ms(start, end) * 1000.0 / 20;
   }
 
   std::unique_ptr<Backend> backend_;
@@ -726,6 +737,64 @@ TEST_F(OpsGpu, LmHeadEveryConfig) {
     }
   }
   summarize("lm_head", kernels.size(), cases);
+}
+
+// Not a bound: the fastest configuration of each attention family on the 7B and 70B-like shapes,
+// printed for the tuner's first guesses (decode at 4096 positions, prefill of 512 tokens).
+TEST_F(OpsGpu, AttentionTimings) {
+  const auto decode_kernels = load(attention_decode_family());
+  const auto prefill_kernels = load(attention_prefill_family());
+  std::mt19937 rng(410);
+  for (const Heads& heads : {kHeadShapes[1], kHeadShapes[2]}) {
+    const auto [H, Hkv, D] = heads;
+    const int length = 4096;
+    const Cache cache = random_cache(heads, length, length, rng);
+    const DeviceBuffer keys = upload(cache.keys), values = upload(cache.values);
+    const DeviceBuffer q = upload(random_halves(size_t(512) * H * D, rng));
+    const DeviceBuffer out = backend_->allocate(size_t(512) * H * D * 2);
+    const float scale = 1.0f / std::sqrt(float(D));
+
+    const AttentionDecodeShape decode{H, Hkv, D, length};
+    DeviceBuffer scratch = backend_->allocate(1 << 24);
+    backend_->memset(scratch.raw(), 0, 1 << 24, {});
+    std::pair<double, std::string> best_decode{1e30, ""};
+    for (const AttentionDecodeConfig& cfg : space(device(), decode)) {
+      const AttentionDecodeGeometry g = geometry(cfg, decode);
+      ASSERT_LE(workspace(cfg, decode).bytes, 1 << 24);
+      const double us = time_us([&] {
+        launch_kernel(*backend_, decode_kernels.at(name_expression(cfg)).function,
+                      launch_geometry(g.grid_x, g.grid_y, g.block_x), {}, out.raw(), q.raw(),
+                      keys.raw(), values.raw(), scratch.raw(),
+                      scratch.raw() + workspace(cfg, decode).partials_offset, length, H, Hkv,
+                      scale);
+      });
+      best_decode = std::min(best_decode, {us, to_string(cfg)});
+    }
+    const double cache_bytes = 2.0 * length * Hkv * D * 2;
+    std::printf(
+        "ops GPU timing: attention_decode %s length %d: best %s %.1f us (%.2f TB/s of K+V)\n",
+        heads.name().c_str(), length, best_decode.second.c_str(), best_decode.first,
+        cache_bytes / best_decode.first * 1e-6);
+    EXPECT_GT(best_decode.first, 0.0);
+
+    const AttentionPrefillShape prefill{512, 0, H, Hkv, D, 0, 0};
+    std::pair<double, std::string> best_prefill{1e30, ""};
+    for (const AttentionPrefillConfig& cfg : space(device(), prefill)) {
+      const AttentionPrefillGeometry g = geometry(cfg, prefill);
+      const double us = time_us([&] {
+        launch_kernel(*backend_, prefill_kernels.at(name_expression(cfg)).function,
+                      launch_geometry(g.grid_x, g.grid_y, g.block_x, g.dynamic_smem_bytes), {},
+                      out.raw(), H * D, q.raw(), H * D, keys.raw(), values.raw(), 512, 0, H, Hkv,
+                      scale);
+      });
+      best_prefill = std::min(best_prefill, {us, to_string(cfg)});
+    }
+    const double flops = 4.0 * H * D * 512.0 * 513.0 / 2;  // causal: QK^T and PV
+    std::printf("ops GPU timing: attention_prefill %s T 512: best %s %.1f us (%.1f TFLOP/s)\n",
+                heads.name().c_str(), best_prefill.second.c_str(), best_prefill.first,
+                flops / best_prefill.first * 1e-6);
+    EXPECT_GT(best_prefill.first, 0.0);
+  }
 }
 
 }  // namespace
