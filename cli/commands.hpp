@@ -14,5 +14,8 @@ void add_devices_command(CLI::App& app);
 void add_kernels_command(CLI::App& app);
 void add_cache_command(CLI::App& app);
 void add_bench_kernels_command(CLI::App& app);
+void add_tune_command(CLI::App& app);
+void add_report_command(CLI::App& app);
+void add_tuning_command(CLI::App& app);
 
 }  // namespace q4jit::cli

@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   q4jit::cli::add_kernels_command(app);
   q4jit::cli::add_cache_command(app);
   q4jit::cli::add_bench_kernels_command(app);
+  q4jit::cli::add_tune_command(app);
+  q4jit::cli::add_report_command(app);
+  q4jit::cli::add_tuning_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

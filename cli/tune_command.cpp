@@ -1,0 +1,126 @@
+// q4jit tune: finds the distinct matmul shapes of a model and tunes, per M bucket, those missing
+// from the tuning database (tuner/autotuner.hpp); prints per problem the winner, the default and
+// the speedup, and the counts (compiles, timings) that show a second run does nothing.
+// Needs a GPU: without one, a one-line error says so.
+#include <cstdio>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "runtime/platform.hpp"
+#include "tuner/autotuner.hpp"
+#include "tuner/model_shapes.hpp"
+
+namespace q4jit::cli {
+
+namespace {
+
+struct TuneArgs {
+  std::string model;
+  double budget = 60;
+  double shape_cap = 0;
+  std::string rows = "1,2,4,8,16";
+  bool force = false;
+  bool json = false;
+  bool quiet = false;
+  std::string tuning_db;
+};
+
+std::string outcome_state(const ProblemOutcome& outcome) {
+  if (outcome.from_db) return "stored";
+  if (!outcome.skipped.empty()) return "not tuned: " + outcome.skipped;
+  return outcome.default_kept ? "tuned, default kept (< 2% apart)" : "tuned";
+}
+
+void print_outcomes(const std::vector<ProblemOutcome>& outcomes) {
+  for (const ProblemOutcome& outcome : outcomes) {
+    const WinnerRecord& w = outcome.winner;
+    std::printf("%-44s %-10s ", outcome.key.shape_label().c_str(), outcome.projections.c_str());
+    if (w.config.empty()) {
+      std::printf("default (%s)\n", outcome_state(outcome).c_str());
+      continue;
+    }
+    const double speedup = w.median_us > 0 && w.default_us > 0 ? w.default_us / w.median_us : 0;
+    std::printf("%s %.2f us, default %.2f us, %.2fx [%s]\n", w.config.c_str(), w.median_us,
+                w.default_us, speedup, outcome_state(outcome).c_str());
+  }
+}
+
+nlohmann::json outcomes_json(const std::vector<ProblemOutcome>& outcomes) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const ProblemOutcome& outcome : outcomes) {
+    const WinnerRecord& w = outcome.winner;
+    rows.push_back({{"problem", outcome.key.shape_label()}, {"projections", outcome.projections},
+                    {"K", outcome.key.K}, {"N", outcome.key.N}, {"group_size", outcome.key.group_size},
+                    {"act_order", outcome.key.act_order}, {"m_bucket", outcome.key.m_bucket},
+                    {"state", outcome_state(outcome)}, {"config", w.config},
+                    {"default_config", w.default_config}, {"median_us", w.median_us},
+                    {"default_us", w.default_us}, {"candidates_tried", w.candidates_tried},
+                    {"candidates_failed", w.candidates_failed}, {"tuning_seconds", w.tuning_seconds}});
+  }
+  return rows;
+}
+
+void run_tune(const TuneArgs& args) {
+  const std::vector<TuneShape> shapes = model_matmul_shapes(args.model);
+  auto backend = open_gpu_backend();
+  if (!backend) throw Error("tune: " + std::string(backend.error().what()));
+  if (backend.value()->device_count() == 0) throw Error("tune: no GPU: no device found");
+  backend.value()->select_device(0);
+  auto compiler = open_compiler();
+  if (!compiler) throw compiler.error();
+  KernelStoreOptions store_options;
+  store_options.dir = default_kernel_store_dir();
+  const KernelStore store(store_options);
+  KernelService service(*compiler.value(), &store);
+  TuningDb db({default_tuning_db_path(args.tuning_db), {}});
+
+  TuneOptions options;
+  options.budget_seconds = args.budget;
+  options.shape_cap_seconds = args.shape_cap;
+  options.m_buckets = parse_m_buckets(args.rows);
+  options.force = args.force;
+  if (!args.quiet) options.progress = [](const std::string& line) { std::fprintf(stderr, "q4jit: tune: %s\n", line.c_str()); };
+  Autotuner tuner(*backend.value(), service, db, options);
+  const std::vector<ProblemOutcome> outcomes = tuner.tune(shapes);
+  const TuneCounters& counts = tuner.counters();
+  const KernelCounters compiles = service.counters();
+  if (args.json) {
+    nlohmann::json report = {{"device", backend.value()->current_device().name},
+                             {"tuning_db", db.path().string()},
+                             {"problems", counts.problems}, {"from_db", counts.from_db},
+                             {"tuned", counts.tuned}, {"compiles", compiles.compiles},
+                             {"compile_failures", compiles.failures},
+                             {"store_hits", compiles.store_hits}, {"validations", counts.validations},
+                             {"timings", counts.timings}, {"seconds", counts.seconds},
+                             {"results", outcomes_json(outcomes)}};
+    std::printf("%s\n", report.dump().c_str());
+    return;
+  }
+  std::printf("%s, %zu shapes, tuning database %s\n", backend.value()->current_device().name.c_str(),
+              shapes.size(), db.path().c_str());
+  print_outcomes(outcomes);
+  std::printf("%lld problems: %lld tuned, %lld stored; compiles %lld, timings %lld, validations %lld, %.1f s\n",
+              (long long)counts.problems, (long long)counts.tuned, (long long)counts.from_db,
+              (long long)compiles.compiles, (long long)counts.timings, (long long)counts.validations,
+              counts.seconds);
+}
+
+}  // namespace
+
+void add_tune_command(CLI::App& app) {
+  auto args = std::make_shared<TuneArgs>();
+  CLI::App* tune = app.add_subcommand("tune", "Tune the matmul kernels of a model for this GPU (stored per shape)");
+  tune->add_option("-m,--model", args->model, "Model folder (GPTQ)")->required();
+  tune->add_option("--budget", args->budget, "Seconds for the whole tune, compiling included (default 60)");
+  tune->add_option("--shape-cap", args->shape_cap, "Seconds per shape and M bucket (default: 3x the fair share)");
+  tune->add_option("--m", args->rows, "Comma-separated rows (M) to tune, rounded up to buckets (default 1,2,4,8,16)");
+  tune->add_flag("--force", args->force, "Forget stored winners and trials of these shapes first");
+  tune->add_flag("--json", args->json, "Print one JSON object instead of text");
+  tune->add_flag("-q,--quiet", args->quiet, "No progress lines");
+  tune->add_option("--tuning-db", args->tuning_db, "Tuning database file (default $Q4JIT_TUNING_DB, else $XDG_CACHE_HOME/q4jit/tuning.sqlite3)");
+  tune->callback([args] { run_tune(*args); });
+}
+
+}  // namespace q4jit::cli
