@@ -56,7 +56,9 @@ void print_outcomes(const std::vector<ProblemOutcome>& outcomes) {
 void tune_twice(Gpu& gpu, const std::vector<TuneShape>& shapes, double budget) {
   test::TempDir dir;
   KernelStoreOptions store_options;
-  store_options.dir = dir / "kernels";
+  // $Q4JIT_CACHE_DIR lets several runs share compiled kernels (the first one compiles).
+  const char* shared_store = std::getenv("Q4JIT_CACHE_DIR");
+  store_options.dir = shared_store ? std::filesystem::path(shared_store) : dir / "kernels";
   const KernelStore store(store_options);
   TuningDb db({dir / "tuning.sqlite3", {}});
   TuneOptions options;
