@@ -48,10 +48,11 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* row_ad
 //   a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, +9], a[3] = A[g+8][2t+8, +9]
 //   b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]
 //   d[0], d[1] = C[g][2t, 2t+1], d[2], d[3] = C[g+8][2t, 2t+1]
+// Not volatile: it only reads and writes registers, so the compiler may interleave independent
+// mma with loads and with each other.
 __device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4],
                                           const unsigned (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));

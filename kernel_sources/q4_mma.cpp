@@ -9,10 +9,11 @@ namespace q4jit {
 
 namespace {
 
-// Warp layouts (tn, tk, wn, wk): 64 to 256 threads, 32 or 64 columns per warp, one to four warps
-// sharing each K-tile. The first is the default's.
-constexpr int kLayouts[][4] = {{128, 64, 4, 1}, {64, 64, 2, 2},  {128, 128, 4, 2}, {256, 64, 8, 1},
-                               {64, 128, 2, 4}, {128, 64, 2, 2}, {64, 32, 2, 1}};
+// Warp layouts (tn, tk, wn, wk): 64 to 256 threads, K-tiles of 32 to 256 rows, 32 or 64 columns per
+// warp, one to four warps sharing each K-tile. The first is the default's.
+constexpr int kLayouts[][4] = {{128, 64, 4, 1}, {64, 64, 2, 2},   {128, 128, 4, 2},
+                               {256, 64, 8, 1}, {64, 128, 2, 4},  {128, 64, 2, 2},
+                               {64, 32, 2, 1},  {128, 256, 4, 2}, {256, 128, 8, 1}};
 constexpr int kTileRows[] = {16, 32, 64};
 constexpr int kSplits[] = {1, 2, 4, 8};
 
@@ -37,7 +38,7 @@ std::vector<TuningParameter> q4_mma_parameters() {
   return {
       {"tm", {16, 32, 64}, "rows of x per block; (tm / 16) * (tn / wn / 8) <= 16"},
       {"tn", {64, 128, 256}, "output columns per block"},
-      {"tk", {32, 64, 128}, "rows of K per pipeline stage; (tk / 32) % wk == 0"},
+      {"tk", {32, 64, 128, 256}, "rows of K per pipeline stage; (tk / 32) % wk == 0"},
       {"wn", {1, 2, 4, 8}, "warps along N; (tn / wn) % 8 == 0; wn * wk <= 8"},
       {"wk", {1, 2, 4}, "warps sharing each K-tile, summed in shared memory"},
       {"st", {2, 3, 4}, "cp.async pipeline stages; stages * stage bytes <= opt-in smem"},
@@ -53,7 +54,7 @@ bool instantiable(const Q4MmaConfig& cfg) {
     return false;
   };
   if (!one_of(cfg.tile_m, {16, 32, 64}) || !one_of(cfg.tile_n, {64, 128, 256}) ||
-      !one_of(cfg.tile_k, {32, 64, 128}) || !one_of(cfg.warps_k, {1, 2, 4}) ||
+      !one_of(cfg.tile_k, {32, 64, 128, 256}) || !one_of(cfg.warps_k, {1, 2, 4}) ||
       !one_of(cfg.stages, {2, 3, 4})) {
     return false;
   }

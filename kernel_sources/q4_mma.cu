@@ -22,7 +22,7 @@
 //            16-byte load of x[row][32c + 8t ..] per row, paired by pair_activations(). No
 //            shuffles, each weight dequantized exactly once.
 // Parameters (allowed values and constraints in q4_mma.hpp, asserted below): kTileM 16, 32, 64;
-//            kTileN 64, 128, 256; kTileK 32, 64, 128; kWarpsN 1..8; kWarpsK 1, 2, 4; kStages
+//            kTileN 64, 128, 256; kTileK 32, 64, 128, 256; kWarpsN 1..8; kWarpsK 1, 2, 4; kStages
 //            2..4. Split-K is the grid's z (a launch parameter: it changes no code).
 // Weights are rounded to fp16 after scaling ((q - z) * s), products accumulate in fp32.
 #include <cuda_fp16.h>
@@ -69,7 +69,8 @@ __global__ void __launch_bounds__(32 * kWarpsN * kWarpsK)
                   int K, int N, int group_size) {
   static_assert(kTileM == 16 || kTileM == 32 || kTileM == 64, "kTileM: 16, 32 or 64");
   static_assert(kTileN == 64 || kTileN == 128 || kTileN == 256, "kTileN: 64, 128 or 256");
-  static_assert(kTileK == 32 || kTileK == 64 || kTileK == 128, "kTileK: 32, 64 or 128");
+  static_assert(kTileK == 32 || kTileK == 64 || kTileK == 128 || kTileK == 256,
+                "kTileK: 32, 64, 128 or 256");
   static_assert(kWarpsK == 1 || kWarpsK == 2 || kWarpsK == 4, "kWarpsK: 1, 2 or 4");
   static_assert(kWarpsN >= 1 && kWarpsN <= 8 && kTileN % (8 * kWarpsN) == 0,
                 "kWarpsN: 1..8, whole n8 tiles per warp");
@@ -176,6 +177,7 @@ __global__ void __launch_bounds__(32 * kWarpsN * kWarpsK)
     const unsigned* w = w_stage(s) + (4 * chunk + t) * Layout::kWPitch;
     const __half* scale = scale_stage(s) + chunk * kTileN;
     const unsigned* zero = zero_stage(s) + chunk * (kTileN / 8);
+    unsigned b[kFragmentsN][2][2];  // [n tile][mma of the chunk][B registers]
 #pragma unroll
     for (int f = 0; f < kFragmentsN; ++f) {
       const int column = warp_n * kWarpN + f * 8 + g;
@@ -183,16 +185,19 @@ __global__ void __launch_bounds__(32 * kWarpsN * kWarpsK)
       const __half2 scale2 = __half2half2(scale[column]);
       __half2 pairs[4];
       dequantize_word(w[column], zero_1024(z), pairs);
-      unsigned b[2][2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        b[h][0] = half2_bits(__hmul2(pairs[2 * h], scale2));
-        b[h][1] = half2_bits(__hmul2(pairs[2 * h + 1], scale2));
+        b[f][h][0] = half2_bits(__hmul2(pairs[2 * h], scale2));
+        b[f][h][1] = half2_bits(__hmul2(pairs[2 * h + 1], scale2));
       }
+    }
+    // The two mma of a word accumulate into the same tile: the other tiles' mma go in between.
 #pragma unroll
-      for (int fm = 0; fm < kFragmentsM; ++fm) {
-        mma_16816(acc[fm][f], a[fm][0], b[0]);
-        mma_16816(acc[fm][f], a[fm][1], b[1]);
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int f = 0; f < kFragmentsN; ++f) {
+#pragma unroll
+        for (int fm = 0; fm < kFragmentsM; ++fm) mma_16816(acc[fm][f], a[fm][h], b[f][h]);
       }
     }
   };
@@ -209,8 +214,9 @@ __global__ void __launch_bounds__(32 * kWarpsN * kWarpsK)
       load_stage((i + kStages - 1) % kStages, tile_begin + i + kStages - 1);
     cp_async_commit();
 #pragma unroll
-    for (int chunk = warp_k; chunk < Layout::kChunks; chunk += kWarpsK)
-      compute_chunk(i % kStages, chunk);
+    for (int c = 0; c < Layout::kChunks / kWarpsK; ++c) {
+      compute_chunk(i % kStages, c * kWarpsK + warp_k);  // unrolled: chunks overlap
+    }
   }
   cp_async_wait<0>();
   __syncthreads();  // the stages become the epilogue tile

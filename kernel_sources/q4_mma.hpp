@@ -27,7 +27,7 @@ struct Q4MmaShape {
 struct Q4MmaConfig {
   int tile_m = 16;   // tm: 16, 32, 64 rows of x per block (m16 tiles per warp: tm / 16)
   int tile_n = 128;  // tn: 64, 128, 256 output columns per block
-  int tile_k = 64;   // tk: 32, 64, 128 rows of K per pipeline stage
+  int tile_k = 64;   // tk: 32, 64, 128, 256 rows of K per pipeline stage
   int warps_n = 4;   // wn: warps side by side along N; (tn / wn) % 8 == 0
   int warps_k = 1;   // wk: 1, 2, 4 warps sharing each K-tile (summed in shared memory);
                      //     tk / 32 % wk == 0; wn * wk <= 8; (tm / 16) * (tn / wn / 8) <= 16
@@ -57,7 +57,7 @@ std::vector<TuningParameter> q4_mma_parameters();
 bool legal(const Q4MmaConfig& cfg, const DeviceInfo& device, const Q4MmaShape& shape);
 // Whether the template instantiates (the static_asserts alone).
 bool instantiable(const Q4MmaConfig& cfg);
-// The tuning space, shape-independent, default first: seven warp layouts x tm x stages x sk.
+// The tuning space, shape-independent, default first: nine warp layouts x tm x stages x sk.
 std::vector<Q4MmaConfig> q4_mma_configs();
 std::vector<Q4MmaConfig> space(const DeviceInfo& device, const Q4MmaShape& shape);
 Q4MmaGeometry geometry(const Q4MmaConfig& cfg, const Q4MmaShape& shape);

@@ -48,7 +48,7 @@ TEST(Q4MmaSpace, DefaultFirstNamesUniqueAndModestSize) {
     EXPECT_TRUE(instantiable(cfg)) << to_string(cfg);
     expressions.insert(name_expression(cfg));
   }
-  EXPECT_LE(expressions.size(), 48u) << "distinct kernels: CI compiles them all twice";
+  EXPECT_LE(expressions.size(), 64u) << "distinct kernels: CI compiles them all twice";
   EXPECT_EQ(q4_mma_family().all_variants.size(), expressions.size());
   EXPECT_EQ(name_expression(Q4MmaConfig{}), "q4_mma_kernel<16, 128, 64, 4, 1, 3>");
 }
