@@ -88,11 +88,16 @@ const char* const kMigrations[] = {
 };
 static_assert(std::size(kMigrations) == kTuningSchemaVersion, "one migration per version");
 
-constexpr TrialStatus kStatuses[] = {
-    TrialStatus::ok,           TrialStatus::wrong_result,      TrialStatus::compile_failed,
-    TrialStatus::launch_failed, TrialStatus::pruned_smem,      TrialStatus::pruned_threads,
-    TrialStatus::pruned_divisibility, TrialStatus::pruned_m_tile, TrialStatus::pruned_spills,
-    TrialStatus::pruned_occupancy};
+constexpr TrialStatus kStatuses[] = {TrialStatus::ok,
+                                     TrialStatus::wrong_result,
+                                     TrialStatus::compile_failed,
+                                     TrialStatus::launch_failed,
+                                     TrialStatus::pruned_smem,
+                                     TrialStatus::pruned_threads,
+                                     TrialStatus::pruned_divisibility,
+                                     TrialStatus::pruned_m_tile,
+                                     TrialStatus::pruned_spills,
+                                     TrialStatus::pruned_occupancy};
 
 bool is_corruption(int code) {
   const int primary = code & 0xff;
@@ -187,22 +192,34 @@ void bind_key(Statement& statement, int64_t device, const TuningKey& key) {
   statement.bind(8, int64_t{key.m_bucket}).bind(9, key.dtype);
 }
 
-void default_notice(const std::string& line) { std::fprintf(stderr, "q4jit: %s\n", line.c_str()); }
+void default_notice(const std::string& line) {
+  std::fprintf(stderr, "q4jit: %s\n", line.c_str());
+}
 
 }  // namespace
 
 std::string to_string(TrialStatus status) {
   switch (status) {
-    case TrialStatus::ok: return "ok";
-    case TrialStatus::wrong_result: return "wrong_result";
-    case TrialStatus::compile_failed: return "compile_failed";
-    case TrialStatus::launch_failed: return "launch_failed";
-    case TrialStatus::pruned_smem: return "pruned_smem";
-    case TrialStatus::pruned_threads: return "pruned_threads";
-    case TrialStatus::pruned_divisibility: return "pruned_divisibility";
-    case TrialStatus::pruned_m_tile: return "pruned_m_tile";
-    case TrialStatus::pruned_spills: return "pruned_spills";
-    case TrialStatus::pruned_occupancy: return "pruned_occupancy";
+    case TrialStatus::ok:
+      return "ok";
+    case TrialStatus::wrong_result:
+      return "wrong_result";
+    case TrialStatus::compile_failed:
+      return "compile_failed";
+    case TrialStatus::launch_failed:
+      return "launch_failed";
+    case TrialStatus::pruned_smem:
+      return "pruned_smem";
+    case TrialStatus::pruned_threads:
+      return "pruned_threads";
+    case TrialStatus::pruned_divisibility:
+      return "pruned_divisibility";
+    case TrialStatus::pruned_m_tile:
+      return "pruned_m_tile";
+    case TrialStatus::pruned_spills:
+      return "pruned_spills";
+    case TrialStatus::pruned_occupancy:
+      return "pruned_occupancy";
   }
   return "unknown";
 }
@@ -214,12 +231,14 @@ std::optional<TrialStatus> parse_trial_status(const std::string& text) {
   return std::nullopt;
 }
 
-bool is_pruned(TrialStatus status) { return to_string(status).starts_with("pruned_"); }
+bool is_pruned(TrialStatus status) {
+  return to_string(status).starts_with("pruned_");
+}
 
 std::string TuningKey::shape_label() const {
   return family + " K" + std::to_string(K) + " N" + std::to_string(N) + " g" +
-         std::to_string(group_size) + (act_order ? " act" : "") + " m" +
-         std::to_string(m_bucket) + " " + dtype;
+         std::to_string(group_size) + (act_order ? " act" : "") + " m" + std::to_string(m_bucket) +
+         " " + dtype;
 }
 
 TuningDb::TuningDb(TuningDbOptions options) : options_(std::move(options)) {
@@ -236,13 +255,15 @@ TuningDb::TuningDb(TuningDbOptions options) : options_(std::move(options)) {
     try {
       open_writable();
     } catch (const SqliteFailure& again) {
-      throw Error(options_.path.string() + ": cannot create a fresh tuning database: " +
-                  again.message);
+      throw Error(options_.path.string() +
+                  ": cannot create a fresh tuning database: " + again.message);
     }
   }
 }
 
-TuningDb::~TuningDb() { sqlite3_close_v2(db_); }
+TuningDb::~TuningDb() {
+  sqlite3_close_v2(db_);
+}
 
 void TuningDb::open_writable() {
   sqlite3_close_v2(db_);
@@ -301,10 +322,11 @@ void TuningDb::move_corrupt_aside(const std::string& reason) {
   // Another process may have moved it first; the fresh file is then theirs.
   for (const char* companion : {"-wal", "-shm"}) {
     std::error_code ignored;
-    if (fs::exists(base + companion, ignored)) fs::rename(base + companion, base + suffix + companion, ignored);
+    if (fs::exists(base + companion, ignored))
+      fs::rename(base + companion, base + suffix + companion, ignored);
   }
-  options_.notice("error: " + base + ": not a usable tuning database (" + reason +
-                  "); kept as " + base + suffix + ", starting a fresh one");
+  options_.notice("error: " + base + ": not a usable tuning database (" + reason + "); kept as " +
+                  base + suffix + ", starting a fresh one");
 }
 
 int64_t TuningDb::device_id(const DeviceFingerprint& device, bool create) const {
@@ -335,15 +357,14 @@ std::optional<WinnerRecord> TuningDb::find_winner(const TuningKey& key) const {
     Statement select(db_,
                      std::string("SELECT config, default_config, median_us, min_us, p90_us, "
                                  "default_us, repetitions, candidates_tried, candidates_failed, "
-                                 "tuning_seconds, kernel_key FROM results WHERE ") + kKeyWhere);
+                                 "tuning_seconds, kernel_key FROM results WHERE ") +
+                         kKeyWhere);
     bind_key(select, device, key);
     if (!select.step()) return std::nullopt;
-    WinnerRecord winner{select.text(0),     select.text(1),
-                        select.real(2),     select.real(3),
-                        select.real(4),     select.real(5),
-                        int(select.integer(6)), int(select.integer(7)),
-                        int(select.integer(8)), select.real(9),
-                        select.text(10)};
+    WinnerRecord winner{select.text(0),         select.text(1),         select.real(2),
+                        select.real(3),         select.real(4),         select.real(5),
+                        int(select.integer(6)), int(select.integer(7)), int(select.integer(8)),
+                        select.real(9),         select.text(10)};
     return winner;
   } catch (const SqliteFailure& failure) {
     throw Error(options_.path.string() + ": reading a winner: " + failure.message);

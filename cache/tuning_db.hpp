@@ -22,8 +22,8 @@ inline constexpr int kTuningSchemaVersion = 2;
 
 // What identifies a GPU for tuning: a new driver or NVRTC makes a new device (old rows stay).
 struct DeviceFingerprint {
-  std::string name;           // "NVIDIA H100 80GB HBM3"
-  int arch = 0;               // 90 for sm_90
+  std::string name;  // "NVIDIA H100 80GB HBM3"
+  int arch = 0;      // 90 for sm_90
   int sm_count = 0;
   int driver_version = 0;     // 13000
   std::string nvrtc_version;  // "13-0"
@@ -40,7 +40,7 @@ struct TuningKey {
   int64_t N = 0;
   int64_t group_size = 0;
   bool act_order = false;
-  int m_bucket = 1;          // 1, 2, 4, 8, 16, 32, 64, ...
+  int m_bucket = 1;  // 1, 2, 4, 8, 16, 32, 64, ...
   std::string dtype = "f16";
 
   // "q4_matmul K4096 N12288 g128 act m1 f16" (no device): for progress lines and reports.
@@ -71,10 +71,10 @@ struct TrialRecord {
   double median_us = 0;  // 0 unless timed
   double min_us = 0;
   double p90_us = 0;
-  int repetitions = 0;   // timing repetitions (each a median over graph launches)
-  int rung = 0;          // successive-halving round reached (0: not timed)
+  int repetitions = 0;  // timing repetitions (each a median over graph launches)
+  int rung = 0;         // successive-halving round reached (0: not timed)
   double relative_error = 0;
-  std::string detail;    // why it failed or was pruned
+  std::string detail;  // why it failed or was pruned
 };
 
 struct WinnerRecord {
@@ -88,7 +88,7 @@ struct WinnerRecord {
   int candidates_tried = 0;   // enumerated for this problem, pruned ones included
   int candidates_failed = 0;  // wrong_result, compile_failed, launch_failed
   double tuning_seconds = 0;
-  std::string kernel_key;     // the compiled winner's kernel-store hash: a cold start skips NVRTC
+  std::string kernel_key;  // the compiled winner's kernel-store hash: a cold start skips NVRTC
 };
 
 struct ResultRow {

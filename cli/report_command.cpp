@@ -28,7 +28,8 @@ void run_report(const ReportArgs& args) {
     for (const TuneShape& shape : model_matmul_shapes(args.model)) shapes->push_back(shape.shape);
   }
   const std::filesystem::path path = default_tuning_db_path(args.tuning_db);
-  if (!std::filesystem::exists(path)) throw Error(path.string() + ": no tuning database yet (run q4jit tune)");
+  if (!std::filesystem::exists(path))
+    throw Error(path.string() + ": no tuning database yet (run q4jit tune)");
   const TuningDb db({path, {}});
   const std::string text = render_report(build_report(db, args.device, shapes), args.format);
   if (args.output.empty()) {
@@ -45,7 +46,8 @@ void run_report(const ReportArgs& args) {
 
 void add_report_command(CLI::App& app) {
   auto args = std::make_shared<ReportArgs>();
-  CLI::App* report = app.add_subcommand("report", "Report the tuning database (winners, speedups, every trial)");
+  CLI::App* report =
+      app.add_subcommand("report", "Report the tuning database (winners, speedups, every trial)");
   report->add_option("--format", args->format, "json, csv, md or html (default md)")
       ->check(CLI::IsMember({"json", "csv", "md", "html"}));
   report->add_option("-o,--output", args->output, "Write to this file instead of stdout");

@@ -51,13 +51,21 @@ nlohmann::json outcomes_json(const std::vector<ProblemOutcome>& outcomes) {
   nlohmann::json rows = nlohmann::json::array();
   for (const ProblemOutcome& outcome : outcomes) {
     const WinnerRecord& w = outcome.winner;
-    rows.push_back({{"problem", outcome.key.shape_label()}, {"projections", outcome.projections},
-                    {"K", outcome.key.K}, {"N", outcome.key.N}, {"group_size", outcome.key.group_size},
-                    {"act_order", outcome.key.act_order}, {"m_bucket", outcome.key.m_bucket},
-                    {"state", outcome_state(outcome)}, {"config", w.config},
-                    {"default_config", w.default_config}, {"median_us", w.median_us},
-                    {"default_us", w.default_us}, {"candidates_tried", w.candidates_tried},
-                    {"candidates_failed", w.candidates_failed}, {"tuning_seconds", w.tuning_seconds}});
+    rows.push_back({{"problem", outcome.key.shape_label()},
+                    {"projections", outcome.projections},
+                    {"K", outcome.key.K},
+                    {"N", outcome.key.N},
+                    {"group_size", outcome.key.group_size},
+                    {"act_order", outcome.key.act_order},
+                    {"m_bucket", outcome.key.m_bucket},
+                    {"state", outcome_state(outcome)},
+                    {"config", w.config},
+                    {"default_config", w.default_config},
+                    {"median_us", w.median_us},
+                    {"default_us", w.default_us},
+                    {"candidates_tried", w.candidates_tried},
+                    {"candidates_failed", w.candidates_failed},
+                    {"tuning_seconds", w.tuning_seconds}});
   }
   return rows;
 }
@@ -81,7 +89,10 @@ void run_tune(const TuneArgs& args) {
   options.shape_cap_seconds = args.shape_cap;
   options.m_buckets = parse_m_buckets(args.rows);
   options.force = args.force;
-  if (!args.quiet) options.progress = [](const std::string& line) { std::fprintf(stderr, "q4jit: tune: %s\n", line.c_str()); };
+  if (!args.quiet)
+    options.progress = [](const std::string& line) {
+      std::fprintf(stderr, "q4jit: tune: %s\n", line.c_str());
+    };
   Autotuner tuner(*backend.value(), service, db, options);
   const std::vector<ProblemOutcome> outcomes = tuner.tune(shapes);
   const TuneCounters& counts = tuner.counters();
@@ -89,37 +100,49 @@ void run_tune(const TuneArgs& args) {
   if (args.json) {
     nlohmann::json report = {{"device", backend.value()->current_device().name},
                              {"tuning_db", db.path().string()},
-                             {"problems", counts.problems}, {"from_db", counts.from_db},
-                             {"tuned", counts.tuned}, {"compiles", compiles.compiles},
+                             {"problems", counts.problems},
+                             {"from_db", counts.from_db},
+                             {"tuned", counts.tuned},
+                             {"compiles", compiles.compiles},
                              {"compile_failures", compiles.failures},
-                             {"store_hits", compiles.store_hits}, {"validations", counts.validations},
-                             {"timings", counts.timings}, {"seconds", counts.seconds},
+                             {"store_hits", compiles.store_hits},
+                             {"validations", counts.validations},
+                             {"timings", counts.timings},
+                             {"seconds", counts.seconds},
                              {"results", outcomes_json(outcomes)}};
     std::printf("%s\n", report.dump().c_str());
     return;
   }
-  std::printf("%s, %zu shapes, tuning database %s\n", backend.value()->current_device().name.c_str(),
-              shapes.size(), db.path().c_str());
+  std::printf("%s, %zu shapes, tuning database %s\n",
+              backend.value()->current_device().name.c_str(), shapes.size(), db.path().c_str());
   print_outcomes(outcomes);
-  std::printf("%lld problems: %lld tuned, %lld stored; compiles %lld, timings %lld, validations %lld, %.1f s\n",
-              (long long)counts.problems, (long long)counts.tuned, (long long)counts.from_db,
-              (long long)compiles.compiles, (long long)counts.timings, (long long)counts.validations,
-              counts.seconds);
+  std::printf(
+      "%lld problems: %lld tuned, %lld stored; compiles %lld, timings %lld, validations %lld, %.1f "
+      "s\n",
+      (long long)counts.problems, (long long)counts.tuned, (long long)counts.from_db,
+      (long long)compiles.compiles, (long long)counts.timings, (long long)counts.validations,
+      counts.seconds);
 }
 
 }  // namespace
 
 void add_tune_command(CLI::App& app) {
   auto args = std::make_shared<TuneArgs>();
-  CLI::App* tune = app.add_subcommand("tune", "Tune the matmul kernels of a model for this GPU (stored per shape)");
+  CLI::App* tune = app.add_subcommand(
+      "tune", "Tune the matmul kernels of a model for this GPU (stored per shape)");
   tune->add_option("-m,--model", args->model, "Model folder (GPTQ)")->required();
-  tune->add_option("--budget", args->budget, "Seconds for the whole tune, compiling included (default 60)");
-  tune->add_option("--shape-cap", args->shape_cap, "Seconds per shape and M bucket (default: 3x the fair share)");
-  tune->add_option("--m", args->rows, "Comma-separated rows (M) to tune, rounded up to buckets (default 1,2,4,8,16)");
+  tune->add_option("--budget", args->budget,
+                   "Seconds for the whole tune, compiling included (default 60)");
+  tune->add_option("--shape-cap", args->shape_cap,
+                   "Seconds per shape and M bucket (default: 3x the fair share)");
+  tune->add_option("--m", args->rows,
+                   "Comma-separated rows (M) to tune, rounded up to buckets (default 1,2,4,8,16)");
   tune->add_flag("--force", args->force, "Forget stored winners and trials of these shapes first");
   tune->add_flag("--json", args->json, "Print one JSON object instead of text");
   tune->add_flag("-q,--quiet", args->quiet, "No progress lines");
-  tune->add_option("--tuning-db", args->tuning_db, "Tuning database file (default $Q4JIT_TUNING_DB, else $XDG_CACHE_HOME/q4jit/tuning.sqlite3)");
+  tune->add_option(
+      "--tuning-db", args->tuning_db,
+      "Tuning database file (default $Q4JIT_TUNING_DB, else $XDG_CACHE_HOME/q4jit/tuning.sqlite3)");
   tune->callback([args] { run_tune(*args); });
 }
 

@@ -39,16 +39,21 @@ void run_import(const TuningArgs& args) {
     throw Error(args.file + ": not JSON: " + error.what());
   }
   auto backend = open_gpu_backend();
-  if (!backend) throw Error("tuning import: needs the GPU to check against: " + std::string(backend.error().what()));
+  if (!backend)
+    throw Error("tuning import: needs the GPU to check against: " +
+                std::string(backend.error().what()));
   if (backend.value()->device_count() == 0) throw Error("tuning import: no GPU: no device found");
   auto compiler = open_compiler();
   if (!compiler) throw compiler.error();
-  const DeviceFingerprint device = device_fingerprint(backend.value()->device_info(0), *compiler.value());
+  const DeviceFingerprint device =
+      device_fingerprint(backend.value()->device_info(0), *compiler.value());
   std::map<std::string, std::string> hashes;
-  for (const KernelFamily& family : kernel_families()) hashes[family.name] = family_source_hash(family);
+  for (const KernelFamily& family : kernel_families())
+    hashes[family.name] = family_source_hash(family);
   const ImportPlan plan = plan_import(exported, device, hashes, args.file);
   TuningDb db({default_tuning_db_path(args.tuning_db), {}});
-  if (db.read_only()) throw Error(db.path().string() + ": read-only (newer schema): nothing imported");
+  if (db.read_only())
+    throw Error(db.path().string() + ": read-only (newer schema): nothing imported");
   for (const ResultRow& row : plan.accepted) db.save_winner(row.key, row.winner);
   for (const std::string& line : plan.skipped) std::printf("skipped %s\n", line.c_str());
   std::printf("imported %zu winners, skipped %zu\n", plan.accepted.size(), plan.skipped.size());
@@ -64,7 +69,8 @@ void add_tuning_command(CLI::App& app) {
   CLI::App* exporting = tuning->add_subcommand("export", "Write every winner to a JSON file");
   exporting->add_option("file", args->file, "Output JSON file")->required();
   exporting->callback([args] { run_export(*args); });
-  CLI::App* importing = tuning->add_subcommand("import", "Read winners tuned on a machine of the same GPU type");
+  CLI::App* importing =
+      tuning->add_subcommand("import", "Read winners tuned on a machine of the same GPU type");
   importing->add_option("file", args->file, "A file written by 'q4jit tuning export'")->required();
   importing->callback([args] { run_import(*args); });
 }

@@ -76,16 +76,23 @@ struct ShapeData {
   int64_t weight_bytes = 0;
 };
 
-bool terminal_failure(TrialStatus status) { return status != TrialStatus::ok; }
+bool terminal_failure(TrialStatus status) {
+  return status != TrialStatus::ok;
+}
 
 class TuneRun {
  public:
   TuneRun(Backend& backend, KernelService& service, TuningDb& db, const TuneOptions& options,
           TuneCounters& counters)
-      : backend_(backend), service_(service), db_(db), options_(options), counters_(counters),
+      : backend_(backend),
+        service_(service),
+        db_(db),
+        options_(options),
+        counters_(counters),
         device_(backend.current_device()),
         fingerprint_(device_fingerprint(device_, service.compiler())),
-        family_(q4_matmul_family()), source_hash_(family_source_hash(family_)) {}
+        family_(q4_matmul_family()),
+        source_hash_(family_source_hash(family_)) {}
 
   std::vector<ProblemOutcome> run(const std::vector<TuneShape>& shapes);
 
@@ -96,7 +103,8 @@ class TuneRun {
   template <typename T>
   DeviceBuffer upload(const std::vector<T>& host) {
     DeviceBuffer buffer = backend_.allocate(std::max<size_t>(host.size() * sizeof(T), 16));
-    if (!host.empty()) backend_.copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
+    if (!host.empty())
+      backend_.copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
     return buffer;
   }
   Q4MatmulShape shape_of(const TuningKey& key) const {
@@ -136,7 +144,8 @@ void TuneRun::compile_candidates(const std::vector<ProblemOutcome*>& pending) {
       configs.push_back(cfg);
     }
   }
-  const int jobs = options_.jobs > 0 ? options_.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int jobs =
+      options_.jobs > 0 ? options_.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
   say("compiling " + std::to_string(configs.size()) + " configurations on " + std::to_string(jobs) +
       " threads (kernel store first)");
   std::vector<Result<Q4MatmulKernel>> loaded = load_q4_matmul(backend_, service_, configs, jobs);
@@ -145,20 +154,25 @@ void TuneRun::compile_candidates(const std::vector<ProblemOutcome*>& pending) {
     if (loaded[i].ok()) {
       const Function& function = loaded[i].value().matmul;
       const int blocks = backend_.max_active_blocks_per_sm(function, configs[i].block_threads, 0);
-      after_compile_[name] = prune_after_compile(name, backend_.attributes(function), blocks, options_.limits);
+      after_compile_[name] =
+          prune_after_compile(name, backend_.attributes(function), blocks, options_.limits);
     }
     kernels_.emplace(name, std::move(loaded[i]));
   }
-  say("compiled in " + std::to_string(int(seconds_since(start_))) + " s: " + service_.counters().summary());
+  say("compiled in " + std::to_string(int(seconds_since(start_))) +
+      " s: " + service_.counters().summary());
 }
 
 ShapeData TuneRun::prepare_shape(const MatmulShapeKey& shape) {
   ShapeData data;
   data.linear = random_linear(shape, uint64_t(shape.K) * 131 + uint64_t(shape.N));
   data.weight = dequantize_gptq(data.linear);
-  data.weight_bytes = int64_t(data.linear.qweight.size() + data.linear.qzeros.size() +
-                              data.linear.x_map.size()) * 4 + int64_t(data.linear.scales.size()) * 2;
-  const int copies = std::min(copies_beyond_cache(device_, data.weight_bytes), std::max(options_.max_weight_copies, 2));
+  data.weight_bytes =
+      int64_t(data.linear.qweight.size() + data.linear.qzeros.size() + data.linear.x_map.size()) *
+          4 +
+      int64_t(data.linear.scales.size()) * 2;
+  const int copies = std::min(copies_beyond_cache(device_, data.weight_bytes),
+                              std::max(options_.max_weight_copies, 2));
   for (int i = 0; i < copies; ++i) {
     data.copies.push_back({upload(data.linear.qweight), upload(data.linear.scales),
                            upload(data.linear.qzeros), upload(data.linear.x_map)});
@@ -178,7 +192,8 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
   std::vector<uint16_t> x(size_t(M) * K);
   std::vector<float> x_float(x.size());
-  for (size_t i = 0; i < x.size(); ++i) x_float[i] = half_to_float(x[i] = float_to_half(value(rng)));
+  for (size_t i = 0; i < x.size(); ++i)
+    x_float[i] = half_to_float(x[i] = float_to_half(value(rng)));
   std::vector<float> want(size_t(M) * N);
   ref::matmul(x_float.data(), data.weight.data(), want.data(), M, K, N);
 
@@ -186,17 +201,19 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
   for (TrialRecord& trial : db_.trials(key)) stored[trial.config] = trial;
   const std::vector<Q4MatmulConfig> candidates = q4_matmul_candidates(shape);
   std::vector<CandidateFootprint> footprints;
-  for (const Q4MatmulConfig& cfg : candidates) footprints.push_back(q4_matmul_footprint(cfg, shape));
+  for (const Q4MatmulConfig& cfg : candidates)
+    footprints.push_back(q4_matmul_footprint(cfg, shape));
   const std::vector<CandidateVerdict> verdicts = prune_before_compile(footprints, device_, M);
 
   int64_t workspace_bytes = 16;
-  for (const Q4MatmulConfig& cfg : candidates) workspace_bytes = std::max(workspace_bytes, workspace(cfg, shape).bytes);
+  for (const Q4MatmulConfig& cfg : candidates)
+    workspace_bytes = std::max(workspace_bytes, workspace(cfg, shape).bytes);
   DeviceBuffer x_device = upload(x), out = backend_.allocate(want.size() * 2);
   DeviceBuffer scratch = backend_.allocate(size_t(workspace_bytes));
   backend_.memset(scratch.raw(), 0, size_t(workspace_bytes), {});
   auto operands = [&](int copy) {
     const WeightCopy& w = data.copies[size_t(copy)];
-    return Q4MatmulOperands{out.raw(), x_device.raw(), w.x_map.raw(), w.qweight.raw(),
+    return Q4MatmulOperands{out.raw(),      x_device.raw(), w.x_map.raw(), w.qweight.raw(),
                             w.scales.raw(), w.qzeros.raw(), scratch.raw()};
   };
   auto record = [&](TrialRecord trial) {
@@ -242,7 +259,8 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
     }
     const Q4MatmulKernel& launchable = kernel->second.value();
     try {
-      backend_.memset(scratch.raw(), 0, size_t(workspace(launchable.config, shape).zeroed_bytes), {});
+      backend_.memset(scratch.raw(), 0, size_t(workspace(launchable.config, shape).zeroed_bytes),
+                      {});
       backend_.memset(out.raw(), 0xff, want.size() * 2, {});
       launch_q4_matmul(backend_, launchable, shape, operands(0), {});
       backend_.copy_to_host(got.data(), out.raw(), got.size() * 2, {});
@@ -293,9 +311,12 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
     const Q4MatmulKernel& launchable = kernels_.at(config).value();
     backend_.memset(scratch.raw(), 0, size_t(workspace(launchable.config, shape).zeroed_bytes), {});
     for (int r = 0; r < repetitions; ++r) {
-      const Timing timing = time_calls(backend_, int(data.copies.size()), [&](int copy, StreamView stream) {
-        launch_q4_matmul(backend_, launchable, shape, operands(copy), stream);
-      }, measure_options);
+      const Timing timing = time_calls(
+          backend_, int(data.copies.size()),
+          [&](int copy, StreamView stream) {
+            launch_q4_matmul(backend_, launchable, shape, operands(copy), stream);
+          },
+          measure_options);
       ++counters_.timings;
       samples.push_back(timing.median_us);
     }
@@ -315,7 +336,8 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
   SelectionOptions selection_options;
   selection_options.out_of_time = [&] { return seconds_since(problem_start) > seconds; };
   const std::optional<Selection> selection =
-      survivors.empty() ? std::nullopt : select_fastest(survivors, default_config, measure, selection_options);
+      survivors.empty() ? std::nullopt
+                        : select_fastest(survivors, default_config, measure, selection_options);
   if (!selection) {
     outcome.skipped = "no candidate matched the reference";
     return;
@@ -333,7 +355,8 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
   // The winner compiled on its own, as a model load will request it: its store key.
   const Q4MatmulConfig winner_config = q4_matmul_configs_by_name().at(selection->winner);
   const CompileTarget target = select_target(device_.sm(), service_.compiler().supported_archs());
-  const Result<CompiledKernel> alone = service_.get(q4_matmul_requests({winner_config}, target, 1).front());
+  const Result<CompiledKernel> alone =
+      service_.get(q4_matmul_requests({winner_config}, target, 1).front());
   WinnerRecord& winner = outcome.winner;
   winner.config = selection->winner;
   winner.default_config = default_config;
@@ -388,7 +411,8 @@ std::vector<ProblemOutcome> TuneRun::run(const std::vector<TuneShape>& shapes) {
     const TuningKey& first = pending[i]->key;
     ShapeData data = prepare_shape({first.K, first.N, first.group_size, first.act_order});
     for (; i < pending.size() && pending[i]->key.K == first.K && pending[i]->key.N == first.N &&
-           pending[i]->key.group_size == first.group_size && pending[i]->key.act_order == first.act_order;
+           pending[i]->key.group_size == first.group_size &&
+           pending[i]->key.act_order == first.act_order;
          ++i) {
       const double remaining = options_.budget_seconds - seconds_since(start_);
       const double left = double(pending.size() - i);
@@ -416,7 +440,8 @@ Autotuner::Autotuner(Backend& backend, KernelService& service, TuningDb& db, Tun
 std::vector<ProblemOutcome> Autotuner::tune(const std::vector<TuneShape>& shapes) {
   const Clock::time_point start = Clock::now();
   counters_ = {};
-  std::vector<ProblemOutcome> outcomes = TuneRun(backend_, service_, db_, options_, counters_).run(shapes);
+  std::vector<ProblemOutcome> outcomes =
+      TuneRun(backend_, service_, db_, options_, counters_).run(shapes);
   counters_.seconds = seconds_since(start);
   return outcomes;
 }

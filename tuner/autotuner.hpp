@@ -25,12 +25,12 @@ struct TuneShape {
 };
 
 struct TuneOptions {
-  double budget_seconds = 60;     // the whole run, compiling included
-  double shape_cap_seconds = 0;   // per problem (shape x bucket); 0: 3x the fair share
+  double budget_seconds = 60;    // the whole run, compiling included
+  double shape_cap_seconds = 0;  // per problem (shape x bucket); 0: 3x the fair share
   std::vector<int> m_buckets = {1, 2, 4, 8, 16};
-  bool force = false;             // forget stored winners and trials of these problems first
-  int jobs = 0;                   // compile threads; 0: the machine's cores
-  int max_weight_copies = 64;     // rotation cap: tiny models' weights live in L2 anyway
+  bool force = false;          // forget stored winners and trials of these problems first
+  int jobs = 0;                // compile threads; 0: the machine's cores
+  int max_weight_copies = 64;  // rotation cap: tiny models' weights live in L2 anyway
   PostCompileLimits limits;
   std::function<void(const std::string&)> progress;  // one line per step; null: silent
 };
@@ -38,11 +38,11 @@ struct TuneOptions {
 struct ProblemOutcome {
   TuningKey key;
   std::string projections;
-  bool from_db = false;        // found in the database, nothing done
-  bool tuned = false;          // a winner was chosen and stored now
-  bool default_kept = false;   // the 2% rule kept the default
-  std::string skipped;         // why no winner (budget, no valid candidate); empty otherwise
-  WinnerRecord winner;         // valid when from_db or tuned
+  bool from_db = false;       // found in the database, nothing done
+  bool tuned = false;         // a winner was chosen and stored now
+  bool default_kept = false;  // the 2% rule kept the default
+  std::string skipped;        // why no winner (budget, no valid candidate); empty otherwise
+  WinnerRecord winner;        // valid when from_db or tuned
 };
 
 struct TuneCounters {

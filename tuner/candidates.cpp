@@ -24,8 +24,7 @@ CandidateVerdict judge(const CandidateFootprint& footprint, const DeviceInfo& de
   }
   if (footprint.m_tile > m_bucket) {
     return {config, TrialStatus::pruned_m_tile,
-            "M tile " + std::to_string(footprint.m_tile) + " > bucket " +
-                std::to_string(m_bucket)};
+            "M tile " + std::to_string(footprint.m_tile) + " > bucket " + std::to_string(m_bucket)};
   }
   return {config, TrialStatus::ok, ""};
 }

@@ -39,8 +39,8 @@ Projection read_projection(const TensorSet& tensors, const std::string& prefix, 
   const TensorView& scales = tensors.get(prefix + ".scales");
   if (scales.shape.size() != 2 || scales.shape[0] <= 0 || K % scales.shape[0] != 0) {
     throw Error(tensors.source().string() + ": tensor '" + prefix + ".scales' has shape " +
-                scales.shape_string() + ", expected [G, " + std::to_string(N) + "] with G dividing " +
-                std::to_string(K));
+                scales.shape_string() + ", expected [G, " + std::to_string(N) +
+                "] with G dividing " + std::to_string(K));
   }
   Projection projection;
   projection.shape.K = K;
@@ -90,8 +90,13 @@ std::vector<TuneShape> model_matmul_shapes(const std::filesystem::path& dir) {
     const Projection gate = read_projection(tensors, base + "mlp.gate_proj", hidden, intermediate);
     const Projection up = read_projection(tensors, base + "mlp.up_proj", hidden, intermediate);
     const Projection down = read_projection(tensors, base + "mlp.down_proj", intermediate, hidden);
-    for (const auto& [projection, name] :
-         {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}, {&o, "o"}, {&gate, "gate"}, {&up, "up"}, {&down, "down"}}) {
+    for (const auto& [projection, name] : {std::pair{&q, "q"},
+                                           {&k, "k"},
+                                           {&v, "v"},
+                                           {&o, "o"},
+                                           {&gate, "gate"},
+                                           {&up, "up"},
+                                           {&down, "down"}}) {
       add(projection->shape, name);
     }
     if (const auto qkv = fused({&q, &k, &v})) add(*qkv, "qkv");
@@ -101,7 +106,8 @@ std::vector<TuneShape> model_matmul_shapes(const std::filesystem::path& dir) {
   for (const auto& [tuple, list] : names) {
     TuneShape shape;
     shape.shape = {std::get<0>(tuple), std::get<1>(tuple), std::get<2>(tuple), std::get<3>(tuple)};
-    for (const std::string& name : list) shape.projections += (shape.projections.empty() ? "" : ",") + name;
+    for (const std::string& name : list)
+      shape.projections += (shape.projections.empty() ? "" : ",") + name;
     shapes.push_back(shape);
   }
   return shapes;

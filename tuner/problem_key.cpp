@@ -40,8 +40,7 @@ std::vector<int> parse_m_buckets(const std::string& text, const std::string& opt
 }
 
 DeviceFingerprint device_fingerprint(const DeviceInfo& device, const Compiler& compiler) {
-  return {device.name, device.sm(), device.sm_count, device.driver_version,
-          compiler.version_tag()};
+  return {device.name, device.sm(), device.sm_count, device.driver_version, compiler.version_tag()};
 }
 
 std::string family_source_hash(const KernelFamily& family) {

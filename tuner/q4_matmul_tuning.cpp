@@ -28,7 +28,8 @@ CandidateFootprint q4_matmul_footprint(const Q4MatmulConfig& cfg, const Q4Matmul
   footprint.m_tile = cfg.rows_per_block;
   if (shape.K <= 0 || shape.N <= 0 || shape.K % 8 != 0 || shape.N % 8 != 0) {
     footprint.indivisible = "K and N must be positive multiples of 8";
-  } else if (shape.group_size <= 0 || shape.group_size % 8 != 0 || shape.K % shape.group_size != 0) {
+  } else if (shape.group_size <= 0 || shape.group_size % 8 != 0 ||
+             shape.K % shape.group_size != 0) {
     footprint.indivisible = "group size " + std::to_string(shape.group_size) +
                             " must be a multiple of 8 dividing K " + std::to_string(shape.K);
   }

@@ -23,24 +23,37 @@ std::string escape_html(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
 }
 
 std::string shape_text(const TuningKey& key) {
-  return std::to_string(key.K) + "x" + std::to_string(key.N) + " g" + std::to_string(key.group_size) +
-         (key.act_order ? " act" : "");
+  return std::to_string(key.K) + "x" + std::to_string(key.N) + " g" +
+         std::to_string(key.group_size) + (key.act_order ? " act" : "");
 }
 
-bool timed(const TrialRecord& trial) { return trial.status == TrialStatus::ok && trial.median_us > 0; }
+bool timed(const TrialRecord& trial) {
+  return trial.status == TrialStatus::ok && trial.median_us > 0;
+}
 
-int failures(const ReportRow& row) { return row.winner.candidates_failed; }
+int failures(const ReportRow& row) {
+  return row.winner.candidates_failed;
+}
 
 }  // namespace
 
@@ -68,12 +81,13 @@ Report build_report(const TuningDb& db, const std::string& device_filter,
     row.key = key;
     row.winner = result.winner;
     row.trials = db.trials(key);
-    std::stable_sort(row.trials.begin(), row.trials.end(), [](const TrialRecord& a, const TrialRecord& b) {
-      if (timed(a) != timed(b)) return timed(a);
-      if (timed(a) && a.median_us != b.median_us) return a.median_us < b.median_us;
-      if (a.status != b.status) return int(a.status) < int(b.status);
-      return a.config < b.config;
-    });
+    std::stable_sort(row.trials.begin(), row.trials.end(),
+                     [](const TrialRecord& a, const TrialRecord& b) {
+                       if (timed(a) != timed(b)) return timed(a);
+                       if (timed(a) && a.median_us != b.median_us) return a.median_us < b.median_us;
+                       if (a.status != b.status) return int(a.status) < int(b.status);
+                       return a.config < b.config;
+                     });
     row.weight_bytes = q4_weight_bytes(key.K, key.N, key.group_size, key.act_order);
     if (row.winner.median_us > 0) {
       row.tbps = double(row.weight_bytes) / (row.winner.median_us * 1e-6) / 1e12;
@@ -90,11 +104,13 @@ std::string report_json(const Report& report) {
   nlohmann::ordered_json json;
   json["devices"] = nlohmann::ordered_json::array();
   for (const ReportDevice& entry : report.devices) {
-    json["devices"].push_back({{"name", entry.device.name}, {"arch", entry.device.arch},
-                               {"sm_count", entry.device.sm_count},
-                               {"driver_version", entry.device.driver_version},
-                               {"nvrtc_version", entry.device.nvrtc_version},
-                               {"read_ceiling_tbps", std::stod(fixed(entry.read_ceiling_bps / 1e12, 3))}});
+    json["devices"].push_back(
+        {{"name", entry.device.name},
+         {"arch", entry.device.arch},
+         {"sm_count", entry.device.sm_count},
+         {"driver_version", entry.device.driver_version},
+         {"nvrtc_version", entry.device.nvrtc_version},
+         {"read_ceiling_tbps", std::stod(fixed(entry.read_ceiling_bps / 1e12, 3))}});
   }
   json["results"] = nlohmann::ordered_json::array();
   for (const ReportRow& row : report.rows) {
@@ -102,23 +118,37 @@ std::string report_json(const Report& report) {
     const WinnerRecord& w = row.winner;
     nlohmann::ordered_json trials = nlohmann::ordered_json::array();
     for (const TrialRecord& trial : row.trials) {
-      trials.push_back({{"config", trial.config}, {"status", to_string(trial.status)},
+      trials.push_back({{"config", trial.config},
+                        {"status", to_string(trial.status)},
                         {"median_us", std::stod(fixed(trial.median_us, 3))},
-                        {"rung", trial.rung}, {"detail", trial.detail}});
+                        {"rung", trial.rung},
+                        {"detail", trial.detail}});
     }
-    json["results"].push_back(
-        {{"device", key.device.name}, {"family", key.family}, {"K", key.K}, {"N", key.N},
-         {"group_size", key.group_size}, {"act_order", key.act_order}, {"m_bucket", key.m_bucket},
-         {"dtype", key.dtype}, {"source_hash", key.source_hash}, {"config", w.config},
-         {"default_config", w.default_config}, {"median_us", std::stod(fixed(w.median_us, 3))},
-         {"min_us", std::stod(fixed(w.min_us, 3))}, {"p90_us", std::stod(fixed(w.p90_us, 3))},
-         {"default_us", std::stod(fixed(w.default_us, 3))}, {"speedup", std::stod(fixed(row.speedup, 3))},
-         {"weight_bytes", row.weight_bytes}, {"tbps", std::stod(fixed(row.tbps, 3))},
-         {"ceiling_fraction", std::stod(fixed(row.ceiling_fraction, 3))},
-         {"repetitions", w.repetitions}, {"candidates_tried", w.candidates_tried},
-         {"candidates_failed", w.candidates_failed},
-         {"tuning_seconds", std::stod(fixed(w.tuning_seconds, 2))}, {"kernel_key", w.kernel_key},
-         {"trials", trials}});
+    json["results"].push_back({{"device", key.device.name},
+                               {"family", key.family},
+                               {"K", key.K},
+                               {"N", key.N},
+                               {"group_size", key.group_size},
+                               {"act_order", key.act_order},
+                               {"m_bucket", key.m_bucket},
+                               {"dtype", key.dtype},
+                               {"source_hash", key.source_hash},
+                               {"config", w.config},
+                               {"default_config", w.default_config},
+                               {"median_us", std::stod(fixed(w.median_us, 3))},
+                               {"min_us", std::stod(fixed(w.min_us, 3))},
+                               {"p90_us", std::stod(fixed(w.p90_us, 3))},
+                               {"default_us", std::stod(fixed(w.default_us, 3))},
+                               {"speedup", std::stod(fixed(row.speedup, 3))},
+                               {"weight_bytes", row.weight_bytes},
+                               {"tbps", std::stod(fixed(row.tbps, 3))},
+                               {"ceiling_fraction", std::stod(fixed(row.ceiling_fraction, 3))},
+                               {"repetitions", w.repetitions},
+                               {"candidates_tried", w.candidates_tried},
+                               {"candidates_failed", w.candidates_failed},
+                               {"tuning_seconds", std::stod(fixed(w.tuning_seconds, 2))},
+                               {"kernel_key", w.kernel_key},
+                               {"trials", trials}});
   }
   return json.dump(2) + "\n";
 }
@@ -133,8 +163,8 @@ std::string report_csv(const Report& report) {
     const WinnerRecord& w = row.winner;
     out += "\"" + key.device.name + "\"," + key.family + "," + std::to_string(key.K) + "," +
            std::to_string(key.N) + "," + std::to_string(key.group_size) + "," +
-           (key.act_order ? "1" : "0") + "," + std::to_string(key.m_bucket) + "," + key.dtype + "," +
-           w.config + "," + w.default_config + "," + fixed(w.median_us, 3) + "," +
+           (key.act_order ? "1" : "0") + "," + std::to_string(key.m_bucket) + "," + key.dtype +
+           "," + w.config + "," + w.default_config + "," + fixed(w.median_us, 3) + "," +
            fixed(w.min_us, 3) + "," + fixed(w.p90_us, 3) + "," + fixed(w.default_us, 3) + "," +
            fixed(row.speedup, 3) + "," + fixed(row.tbps, 3) + "," + fixed(row.ceiling_fraction, 3) +
            "," + std::to_string(w.candidates_tried) + "," + std::to_string(failures(row)) + "," +
@@ -150,22 +180,26 @@ std::string report_markdown(const Report& report) {
            std::to_string(entry.device.sm_count) + " SMs, driver " +
            std::to_string(entry.device.driver_version) + ", NVRTC " + entry.device.nvrtc_version +
            "): read ceiling " +
-           (entry.read_ceiling_bps > 0 ? fixed(entry.read_ceiling_bps / 1e12, 2) + " TB/s" : "not measured") + "\n";
+           (entry.read_ceiling_bps > 0 ? fixed(entry.read_ceiling_bps / 1e12, 2) + " TB/s"
+                                       : "not measured") +
+           "\n";
   }
-  out += "\n| device | family | shape (KxN) | M | winner | default | us | default us | speedup | "
-         "TB/s | of ceiling | tried | failed |\n";
+  out +=
+      "\n| device | family | shape (KxN) | M | winner | default | us | default us | speedup | "
+      "TB/s | of ceiling | tried | failed |\n";
   out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const ReportRow& row : report.rows) {
     const WinnerRecord& w = row.winner;
-    out += "| " + row.key.device.name + " | " + row.key.family + " | " + shape_text(row.key) + " | " +
-           std::to_string(row.key.m_bucket) + " | `" + w.config + "` | `" + w.default_config +
-           "` | " + fixed(w.median_us, 2) + " | " + fixed(w.default_us, 2) + " | " +
-           fixed(row.speedup, 2) + "x | " + fixed(row.tbps, 2) + " | " +
+    out += "| " + row.key.device.name + " | " + row.key.family + " | " + shape_text(row.key) +
+           " | " + std::to_string(row.key.m_bucket) + " | `" + w.config + "` | `" +
+           w.default_config + "` | " + fixed(w.median_us, 2) + " | " + fixed(w.default_us, 2) +
+           " | " + fixed(row.speedup, 2) + "x | " + fixed(row.tbps, 2) + " | " +
            fixed(100 * row.ceiling_fraction, 1) + "% | " + std::to_string(w.candidates_tried) +
            " | " + std::to_string(failures(row)) + " |\n";
   }
   for (const ReportRow& row : report.rows) {
-    out += "\n## " + row.key.shape_label() + "\n\n| config | status | us | rung | detail |\n"
+    out += "\n## " + row.key.shape_label() +
+           "\n\n| config | status | us | rung | detail |\n"
            "|---|---|---|---|---|\n";
     for (const TrialRecord& trial : row.trials) {
       out += "| `" + trial.config + "` | " + to_string(trial.status) + " | " +
@@ -189,21 +223,23 @@ std::string trial_chart(const ReportRow& row) {
   for (const TrialRecord* trial : bars) slowest = std::max(slowest, trial->median_us);
   const int bar_height = 14, label_width = 300, chart_width = 400;
   const int height = int(bars.size()) * bar_height + 10;
-  std::string svg = "<svg width=\"" +
-                    std::to_string(label_width + chart_width + 90) + "\" height=\"" +
-                    std::to_string(height) + "\" font-family=\"monospace\" font-size=\"11\">\n";
+  std::string svg = "<svg width=\"" + std::to_string(label_width + chart_width + 90) +
+                    "\" height=\"" + std::to_string(height) +
+                    "\" font-family=\"monospace\" font-size=\"11\">\n";
   for (size_t i = 0; i < bars.size(); ++i) {
     const TrialRecord& trial = *bars[i];
     const int y = int(i) * bar_height + 5;
     const int width = std::max(1, int(chart_width * trial.median_us / slowest));
-    const char* color = trial.config == row.winner.config ? "#2a9d3f"
-                        : trial.config == row.winner.default_config ? "#e07b00" : "#7f8fa6";
-    svg += "<text x=\"0\" y=\"" + std::to_string(y + 10) + "\">" + escape_html(trial.config) + "</text>";
-    svg += "<rect x=\"" + std::to_string(label_width) + "\" y=\"" + std::to_string(y) + "\" width=\"" +
-           std::to_string(width) + "\" height=\"" + std::to_string(bar_height - 3) + "\" fill=\"" +
-           color + "\"/>";
-    svg += "<text x=\"" + std::to_string(label_width + width + 4) + "\" y=\"" + std::to_string(y + 10) +
-           "\">" + fixed(trial.median_us, 2) + " us</text>\n";
+    const char* color = trial.config == row.winner.config           ? "#2a9d3f"
+                        : trial.config == row.winner.default_config ? "#e07b00"
+                                                                    : "#7f8fa6";
+    svg += "<text x=\"0\" y=\"" + std::to_string(y + 10) + "\">" + escape_html(trial.config) +
+           "</text>";
+    svg += "<rect x=\"" + std::to_string(label_width) + "\" y=\"" + std::to_string(y) +
+           "\" width=\"" + std::to_string(width) + "\" height=\"" + std::to_string(bar_height - 3) +
+           "\" fill=\"" + color + "\"/>";
+    svg += "<text x=\"" + std::to_string(label_width + width + 4) + "\" y=\"" +
+           std::to_string(y + 10) + "\">" + fixed(trial.median_us, 2) + " us</text>\n";
   }
   return svg + "</svg>\n";
 }
@@ -216,23 +252,24 @@ std::string speedup_chart(const Report& report) {
   }
   if (slowest <= 0) return "";
   const int row_height = 30, label_width = 320, chart_width = 400;
-  std::string svg = "<svg width=\"" +
-                    std::to_string(label_width + chart_width + 90) + "\" height=\"" +
-                    std::to_string(int(report.rows.size()) * row_height + 10) +
+  std::string svg = "<svg width=\"" + std::to_string(label_width + chart_width + 90) +
+                    "\" height=\"" + std::to_string(int(report.rows.size()) * row_height + 10) +
                     "\" font-family=\"monospace\" font-size=\"11\">\n";
   for (size_t i = 0; i < report.rows.size(); ++i) {
     const ReportRow& row = report.rows[i];
     const int y = int(i) * row_height + 5;
-    svg += "<text x=\"0\" y=\"" + std::to_string(y + 16) + "\">" + escape_html(row.key.shape_label()) + "</text>";
+    svg += "<text x=\"0\" y=\"" + std::to_string(y + 16) + "\">" +
+           escape_html(row.key.shape_label()) + "</text>";
     const std::pair<double, const char*> bars[] = {{row.winner.median_us, "#2a9d3f"},
                                                    {row.winner.default_us, "#e07b00"}};
     for (int b = 0; b < 2; ++b) {
       const int width = std::max(1, int(chart_width * bars[b].first / slowest));
       const int bar_y = y + b * 12;
       svg += "<rect x=\"" + std::to_string(label_width) + "\" y=\"" + std::to_string(bar_y) +
-             "\" width=\"" + std::to_string(width) + "\" height=\"11\" fill=\"" + bars[b].second + "\"/>";
-      svg += "<text x=\"" + std::to_string(label_width + width + 4) + "\" y=\"" + std::to_string(bar_y + 9) +
-             "\">" + fixed(bars[b].first, 2) + " us</text>";
+             "\" width=\"" + std::to_string(width) + "\" height=\"11\" fill=\"" + bars[b].second +
+             "\"/>";
+      svg += "<text x=\"" + std::to_string(label_width + width + 4) + "\" y=\"" +
+             std::to_string(bar_y + 9) + "\">" + fixed(bars[b].first, 2) + " us</text>";
     }
     svg += "\n";
   }
@@ -252,20 +289,23 @@ std::string report_html(const Report& report) {
            ", " + std::to_string(entry.device.sm_count) + " SMs, driver " +
            std::to_string(entry.device.driver_version) + ", NVRTC " +
            escape_html(entry.device.nvrtc_version) + "): read ceiling " +
-           (entry.read_ceiling_bps > 0 ? fixed(entry.read_ceiling_bps / 1e12, 2) + " TB/s" : "not measured") +
+           (entry.read_ceiling_bps > 0 ? fixed(entry.read_ceiling_bps / 1e12, 2) + " TB/s"
+                                       : "not measured") +
            "</li>\n";
   }
   out += "</ul>\n<h2>Tuned (green) against default (orange)</h2>\n" + speedup_chart(report);
-  out += "<table><tr><th>problem</th><th>winner</th><th>default</th><th>us</th><th>default us</th>"
-         "<th>speedup</th><th>TB/s</th><th>of ceiling</th><th>tried</th><th>failed</th></tr>\n";
+  out +=
+      "<table><tr><th>problem</th><th>winner</th><th>default</th><th>us</th><th>default us</th>"
+      "<th>speedup</th><th>TB/s</th><th>of ceiling</th><th>tried</th><th>failed</th></tr>\n";
   for (const ReportRow& row : report.rows) {
     const WinnerRecord& w = row.winner;
-    out += "<tr><td>" + escape_html(row.key.shape_label()) + "</td><td><code>" + escape_html(w.config) +
-           "</code></td><td><code>" + escape_html(w.default_config) + "</code></td><td>" +
-           fixed(w.median_us, 2) + "</td><td>" + fixed(w.default_us, 2) + "</td><td>" +
-           fixed(row.speedup, 2) + "x</td><td>" + fixed(row.tbps, 2) + "</td><td>" +
-           fixed(100 * row.ceiling_fraction, 1) + "%</td><td>" + std::to_string(w.candidates_tried) +
-           "</td><td>" + std::to_string(failures(row)) + "</td></tr>\n";
+    out += "<tr><td>" + escape_html(row.key.shape_label()) + "</td><td><code>" +
+           escape_html(w.config) + "</code></td><td><code>" + escape_html(w.default_config) +
+           "</code></td><td>" + fixed(w.median_us, 2) + "</td><td>" + fixed(w.default_us, 2) +
+           "</td><td>" + fixed(row.speedup, 2) + "x</td><td>" + fixed(row.tbps, 2) + "</td><td>" +
+           fixed(100 * row.ceiling_fraction, 1) + "%</td><td>" +
+           std::to_string(w.candidates_tried) + "</td><td>" + std::to_string(failures(row)) +
+           "</td></tr>\n";
   }
   out += "</table>\n";
   for (const ReportRow& row : report.rows) {
@@ -274,7 +314,8 @@ std::string report_html(const Report& report) {
     int untimed = 0;
     for (const TrialRecord& trial : row.trials) untimed += !timed(trial);
     if (untimed > 0) {
-      out += "<details><summary>" + std::to_string(untimed) + " candidates not timed</summary><table>\n";
+      out += "<details><summary>" + std::to_string(untimed) +
+             " candidates not timed</summary><table>\n";
       for (const TrialRecord& trial : row.trials) {
         if (timed(trial)) continue;
         out += "<tr><td><code>" + escape_html(trial.config) + "</code></td><td>" +

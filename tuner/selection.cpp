@@ -13,7 +13,9 @@ struct Contender {
   std::vector<double> final_samples;
 };
 
-double median_of(std::vector<double> values) { return summarize(std::move(values)).median_us; }
+double median_of(std::vector<double> values) {
+  return summarize(std::move(values)).median_us;
+}
 
 bool out_of_time(const SelectionOptions& options) {
   return options.out_of_time && options.out_of_time();
@@ -107,7 +109,8 @@ std::optional<Selection> select_fastest(const std::vector<std::string>& survivor
   selection.winner = selection.fastest;
   selection.winner_final = summarize(contenders[fastest].final_samples);
   if (default_valid) {
-    const SampleSummary defaults = summarize(contenders[size_t(default_it - survivors.begin())].final_samples);
+    const SampleSummary defaults =
+        summarize(contenders[size_t(default_it - survivors.begin())].final_samples);
     selection.default_final = defaults;
     const bool clear_gain =
         defaults.median_us > selection.winner_final.median_us * (1 + options.required_gain);

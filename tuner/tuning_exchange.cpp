@@ -45,18 +45,31 @@ nlohmann::json export_winners(const TuningDb& db) {
   for (const ResultRow& row : db.results()) {
     const TuningKey& key = row.key;
     const WinnerRecord& w = row.winner;
-    rows.push_back({{"device", {{"name", key.device.name}, {"arch", key.device.arch},
-                                {"sm_count", key.device.sm_count},
-                                {"driver_version", key.device.driver_version},
-                                {"nvrtc_version", key.device.nvrtc_version}}},
-                    {"family", key.family}, {"source_hash", key.source_hash}, {"K", key.K},
-                    {"N", key.N}, {"group_size", key.group_size}, {"act_order", key.act_order},
-                    {"m_bucket", key.m_bucket}, {"dtype", key.dtype}, {"config", w.config},
-                    {"default_config", w.default_config}, {"median_us", w.median_us},
-                    {"min_us", w.min_us}, {"p90_us", w.p90_us}, {"default_us", w.default_us},
-                    {"repetitions", w.repetitions}, {"candidates_tried", w.candidates_tried},
+    rows.push_back({{"device",
+                     {{"name", key.device.name},
+                      {"arch", key.device.arch},
+                      {"sm_count", key.device.sm_count},
+                      {"driver_version", key.device.driver_version},
+                      {"nvrtc_version", key.device.nvrtc_version}}},
+                    {"family", key.family},
+                    {"source_hash", key.source_hash},
+                    {"K", key.K},
+                    {"N", key.N},
+                    {"group_size", key.group_size},
+                    {"act_order", key.act_order},
+                    {"m_bucket", key.m_bucket},
+                    {"dtype", key.dtype},
+                    {"config", w.config},
+                    {"default_config", w.default_config},
+                    {"median_us", w.median_us},
+                    {"min_us", w.min_us},
+                    {"p90_us", w.p90_us},
+                    {"default_us", w.default_us},
+                    {"repetitions", w.repetitions},
+                    {"candidates_tried", w.candidates_tried},
                     {"candidates_failed", w.candidates_failed},
-                    {"tuning_seconds", w.tuning_seconds}, {"kernel_key", w.kernel_key}});
+                    {"tuning_seconds", w.tuning_seconds},
+                    {"kernel_key", w.kernel_key}});
   }
   return {{"format", kFormat}, {"version", kFormatVersion}, {"results", rows}};
 }
@@ -89,7 +102,8 @@ ImportPlan plan_import(const nlohmann::json& exported, const DeviceFingerprint& 
       reason = "architecture sm_" + std::to_string(from.arch) + " with " +
                std::to_string(from.sm_count) + " SMs, this one sm_" + std::to_string(device.arch) +
                " with " + std::to_string(device.sm_count);
-    } else if (from.driver_version != device.driver_version || from.nvrtc_version != device.nvrtc_version) {
+    } else if (from.driver_version != device.driver_version ||
+               from.nvrtc_version != device.nvrtc_version) {
       reason = "driver " + std::to_string(from.driver_version) + " / NVRTC " + from.nvrtc_version +
                ", this one " + std::to_string(device.driver_version) + " / NVRTC " +
                device.nvrtc_version + ": it would be retuned";

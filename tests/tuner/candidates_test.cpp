@@ -86,8 +86,8 @@ struct SpaceCase {
 
 // The shapes of Llama-7B and of the fixture model, act-order on and off, plus a bad group size.
 const SpaceCase kCases[] = {
-    {{1, 4096, 12288, 128, false}, "qkv_7b"},   {{1, 4096, 4096, 128, true}, "o_7b_act"},
-    {{1, 11008, 4096, 128, false}, "down_7b"},  {{1, 512, 512, 128, true}, "q_fixture_act"},
+    {{1, 4096, 12288, 128, false}, "qkv_7b"},     {{1, 4096, 4096, 128, true}, "o_7b_act"},
+    {{1, 11008, 4096, 128, false}, "down_7b"},    {{1, 512, 512, 128, true}, "q_fixture_act"},
     {{1, 1408, 512, 128, false}, "down_fixture"}, {{1, 512, 1408, 512, false}, "no_group"},
     {{1, 4096, 4096, 96, false}, "bad_group"},
 };
@@ -102,8 +102,10 @@ TEST(Candidates, Q4MatmulPruningAgreesWithLegalAtEveryBucket) {
       ASSERT_FALSE(candidates.empty());
       EXPECT_EQ(to_string(candidates.front()), to_string(Q4MatmulConfig{}));  // default first
       std::vector<CandidateFootprint> footprints;
-      for (const Q4MatmulConfig& cfg : candidates) footprints.push_back(q4_matmul_footprint(cfg, shape));
-      const std::vector<CandidateVerdict> verdicts = prune_before_compile(footprints, device, bucket);
+      for (const Q4MatmulConfig& cfg : candidates)
+        footprints.push_back(q4_matmul_footprint(cfg, shape));
+      const std::vector<CandidateVerdict> verdicts =
+          prune_before_compile(footprints, device, bucket);
       std::set<std::string> survivors, legal_ones;
       for (const CandidateVerdict& verdict : verdicts) {
         if (verdict.status == TrialStatus::ok) survivors.insert(verdict.config);
@@ -114,7 +116,8 @@ TEST(Candidates, Q4MatmulPruningAgreesWithLegalAtEveryBucket) {
         EXPECT_TRUE(survivors.empty());
       }
       if (bucket == 1 && std::string(c.name) != "bad_group") {
-        for (const std::string& config : survivors) EXPECT_NE(config.find(".mb1."), std::string::npos);
+        for (const std::string& config : survivors)
+          EXPECT_NE(config.find(".mb1."), std::string::npos);
       }
     }
   }
@@ -138,7 +141,8 @@ TEST(Candidates, Q4MatmulSpaceEnumeration) {
   Q4MatmulShape wide = act;
   wide.M = 8;
   std::vector<CandidateFootprint> footprints;
-  for (const Q4MatmulConfig& cfg : q4_matmul_candidates(wide)) footprints.push_back(q4_matmul_footprint(cfg, wide));
+  for (const Q4MatmulConfig& cfg : q4_matmul_candidates(wide))
+    footprints.push_back(q4_matmul_footprint(cfg, wide));
   int smem_pruned = 0;
   for (const CandidateVerdict& verdict : prune_before_compile(footprints, small, 8)) {
     smem_pruned += verdict.status == TrialStatus::pruned_smem;

@@ -43,12 +43,16 @@ std::optional<Gpu> open_gpu(std::string& why) {
 
 void print_outcomes(const std::vector<ProblemOutcome>& outcomes) {
   for (const ProblemOutcome& o : outcomes) {
-    const double speedup = o.winner.median_us > 0 && o.winner.default_us > 0 ? o.winner.default_us / o.winner.median_us : 0;
-    std::printf("  %-44s %-10s %-40s %8.2f us default %8.2f us %5.2fx tried %3d failed %2d %5.2f s%s%s\n",
-                o.key.shape_label().c_str(), o.projections.c_str(), o.winner.config.c_str(),
-                o.winner.median_us, o.winner.default_us, speedup, o.winner.candidates_tried,
-                o.winner.candidates_failed, o.winner.tuning_seconds, o.default_kept ? " (default kept)" : "",
-                o.skipped.empty() ? "" : (" SKIPPED: " + o.skipped).c_str());
+    const double speedup = o.winner.median_us > 0 && o.winner.default_us > 0
+                               ? o.winner.default_us / o.winner.median_us
+                               : 0;
+    std::printf(
+        "  %-44s %-10s %-40s %8.2f us default %8.2f us %5.2fx tried %3d failed %2d %5.2f s%s%s\n",
+        o.key.shape_label().c_str(), o.projections.c_str(), o.winner.config.c_str(),
+        o.winner.median_us, o.winner.default_us, speedup, o.winner.candidates_tried,
+        o.winner.candidates_failed, o.winner.tuning_seconds,
+        o.default_kept ? " (default kept)" : "",
+        o.skipped.empty() ? "" : (" SKIPPED: " + o.skipped).c_str());
   }
 }
 
@@ -70,9 +74,11 @@ void tune_twice(Gpu& gpu, const std::vector<TuneShape>& shapes, double budget) {
   const std::vector<ProblemOutcome> outcomes = first.tune(shapes);
   print_outcomes(outcomes);
   const TuneCounters& counts = first.counters();
-  std::printf("first run: %lld problems, %lld tuned in %.1f s (budget %.0f s); %s; timings %lld, validations %lld\n",
-              (long long)counts.problems, (long long)counts.tuned, counts.seconds, budget,
-              cold.counters().summary().c_str(), (long long)counts.timings, (long long)counts.validations);
+  std::printf(
+      "first run: %lld problems, %lld tuned in %.1f s (budget %.0f s); %s; timings %lld, "
+      "validations %lld\n",
+      (long long)counts.problems, (long long)counts.tuned, counts.seconds, budget,
+      cold.counters().summary().c_str(), (long long)counts.timings, (long long)counts.validations);
   EXPECT_EQ(counts.tuned, counts.problems);
   EXPECT_LT(counts.seconds, budget * 1.25 + 10);
   for (const ProblemOutcome& outcome : outcomes) {
@@ -94,7 +100,8 @@ void tune_twice(Gpu& gpu, const std::vector<TuneShape>& shapes, double budget) {
               (long long)second.counters().from_db, (long long)warm.counters().compiles,
               (long long)second.counters().timings, second.counters().seconds);
   // A cold start loads each winner from the store by its recorded key: no NVRTC.
-  const CompileTarget target = select_target(gpu.backend->current_device().sm(), gpu.compiler->supported_archs());
+  const CompileTarget target =
+      select_target(gpu.backend->current_device().sm(), gpu.compiler->supported_archs());
   for (const ProblemOutcome& outcome : again) {
     const Q4MatmulConfig cfg = q4_matmul_configs_by_name().at(outcome.winner.config);
     const Result<CompiledKernel> kernel = warm.get(q4_matmul_requests({cfg}, target, 1).front());
@@ -110,20 +117,23 @@ TEST(GpuTune, FixtureModelThenWarmSecondRun) {
   std::optional<Gpu> gpu = open_gpu(why);
   if (!gpu) GTEST_SKIP() << "no GPU, tuning not run: " << why;
   const char* model = std::getenv("Q4JIT_MODEL_DIR");
-  const std::vector<TuneShape> shapes = model_matmul_shapes(model ? model : test::default_model_dir());
+  const std::vector<TuneShape> shapes =
+      model_matmul_shapes(model ? model : test::default_model_dir());
   const char* budget = std::getenv("Q4JIT_TUNE_BUDGET");
   tune_twice(*gpu, shapes, budget ? std::atof(budget) : 60);
 }
 
 TEST(GpuTune, Llama7bShapes) {
-  if (!std::getenv("Q4JIT_TUNE_7B")) GTEST_SKIP() << "set Q4JIT_TUNE_7B=1 to tune the Llama-7B shapes (about a minute)";
+  if (!std::getenv("Q4JIT_TUNE_7B"))
+    GTEST_SKIP() << "set Q4JIT_TUNE_7B=1 to tune the Llama-7B shapes (about a minute)";
   std::string why;
   std::optional<Gpu> gpu = open_gpu(why);
   if (!gpu) GTEST_SKIP() << "no GPU, tuning not run: " << why;
-  const std::vector<TuneShape> shapes = {
-      {"k,v,q,o", {4096, 4096, 128, false}},   {"qkv", {4096, 12288, 128, false}},
-      {"gate,up", {4096, 11008, 128, false}},  {"gate_up", {4096, 22016, 128, false}},
-      {"down", {11008, 4096, 128, false}}};
+  const std::vector<TuneShape> shapes = {{"k,v,q,o", {4096, 4096, 128, false}},
+                                         {"qkv", {4096, 12288, 128, false}},
+                                         {"gate,up", {4096, 11008, 128, false}},
+                                         {"gate_up", {4096, 22016, 128, false}},
+                                         {"down", {11008, 4096, 128, false}}};
   tune_twice(*gpu, shapes, 60);
 }
 

@@ -56,7 +56,8 @@ TEST(ModelShapes, Fp16ModelHasNothingToTune) {
     model_matmul_shapes(dir.path());
     FAIL() << "expected an Error";
   } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find("not a GPTQ model"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("not a GPTQ model"), std::string::npos)
+        << error.what();
   }
 }
 

@@ -80,7 +80,8 @@ TEST_P(ReportFormats, MatchCheckedInFile) {
   const std::string rendered = render_report(build_report(db, ""), format);
   const std::filesystem::path expected_file = test::fixture("report." + format);
   const char* update = std::getenv("Q4JIT_UPDATE_FIXTURES");
-  if (update && std::string(update) == "1") std::ofstream(expected_file, std::ios::binary) << rendered;
+  if (update && std::string(update) == "1")
+    std::ofstream(expected_file, std::ios::binary) << rendered;
   ASSERT_TRUE(std::filesystem::exists(expected_file)) << expected_file;
   EXPECT_EQ(rendered, read_text(expected_file)) << "rerun with Q4JIT_UPDATE_FIXTURES=1 and review";
 }
@@ -101,8 +102,10 @@ TEST(Report, NumbersAndFilters) {
   EXPECT_NEAR(row.ceiling_fraction, row.tbps / 3.08, 1e-9);
   EXPECT_EQ(row.trials.front().config, "bt128.cpt4.lw128.ks512.mb1.xs.f32.at");  // fastest first
   EXPECT_TRUE(build_report(db, "A100").rows.empty());
-  EXPECT_TRUE(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 4096, 128, true}}).rows.empty());
-  EXPECT_EQ(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 12288, 128, true}}).rows.size(), 2u);
+  EXPECT_TRUE(
+      build_report(db, "", std::vector<MatmulShapeKey>{{4096, 4096, 128, true}}).rows.empty());
+  EXPECT_EQ(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 12288, 128, true}}).rows.size(),
+            2u);
   EXPECT_THROW(render_report(report, "pdf"), Error);
 }
 

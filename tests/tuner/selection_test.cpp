@@ -102,8 +102,8 @@ TEST(Selection, FinalRoundsAreInterleavedWithRotatingOrder) {
 
 TEST(Selection, TwoPercentRuleKeepsTheDefault) {
   // "fast" is 1.5% faster than the default: noise by the rule, the default stays.
-  RecordedTimings close({{"default", {100.0, 100.2, 99.8}}, {"fast", {98.5, 98.6, 98.4}},
-                         {"slow", {130.0}}});
+  RecordedTimings close(
+      {{"default", {100.0, 100.2, 99.8}}, {"fast", {98.5, 98.6, 98.4}}, {"slow", {130.0}}});
   const auto kept = select_fastest({"default", "fast", "slow"}, "default", close.function());
   ASSERT_TRUE(kept.has_value());
   EXPECT_EQ(kept->fastest, "fast");
@@ -112,8 +112,8 @@ TEST(Selection, TwoPercentRuleKeepsTheDefault) {
   EXPECT_NEAR(kept->winner_final.median_us, 100.0, 0.3);
 
   // 3% faster: the candidate wins.
-  RecordedTimings clear({{"default", {100.0, 100.2, 99.8}}, {"fast", {97.0, 97.1, 96.9}},
-                         {"slow", {130.0}}});
+  RecordedTimings clear(
+      {{"default", {100.0, 100.2, 99.8}}, {"fast", {97.0, 97.1, 96.9}}, {"slow", {130.0}}});
   const auto chosen = select_fastest({"default", "fast", "slow"}, "default", clear.function());
   ASSERT_TRUE(chosen.has_value());
   EXPECT_EQ(chosen->winner, "fast");

@@ -42,8 +42,17 @@ TrialRecord make_trial(const std::string& config, TrialStatus status, double med
 }
 
 WinnerRecord sample_winner() {
-  return {"bt128.cpt4.lw128.ks512.mb1.xs.f32.at", "bt256.cpt4.lw128.ks256.mb1.xs.f32.at",
-          12.5, 12.1, 13.0, 14.2, 18, 96, 3, 2.75, "0123abcd"};
+  return {"bt128.cpt4.lw128.ks512.mb1.xs.f32.at",
+          "bt256.cpt4.lw128.ks256.mb1.xs.f32.at",
+          12.5,
+          12.1,
+          13.0,
+          14.2,
+          18,
+          96,
+          3,
+          2.75,
+          "0123abcd"};
 }
 
 // Runs SQL on a file with the plain SQLite API (to build old or odd files by hand).
@@ -126,7 +135,7 @@ TEST(TuningDb, EveryKeyFieldSeparatesWinners) {
   others[2].device.sm_count = 114;
   others[3].device.driver_version = 13010;  // a new driver retunes; the old row stays
   others[4].device.nvrtc_version = "13-1";
-  others[5].source_hash = "cd34";           // a changed kernel source retunes that family
+  others[5].source_hash = "cd34";  // a changed kernel source retunes that family
   others[6].K = 11008;
   others[7].group_size = 64;
   others[8].act_order = false;
@@ -179,7 +188,8 @@ TEST(TuningDb, MigratesVersionOneKeepingItsWinners) {
     EXPECT_DOUBLE_EQ(winner->median_us, 9.5);
     EXPECT_EQ(winner->candidates_tried, 40);
     EXPECT_EQ(winner->kernel_key, "");  // unknown in version 1
-    db.save_trial(sample_key(), make_trial("x", TrialStatus::compile_failed));  // the new table works
+    db.save_trial(sample_key(),
+                  make_trial("x", TrialStatus::compile_failed));  // the new table works
     EXPECT_EQ(db.trials(sample_key()).size(), 1u);
   }
   const fs::path fresh_file = dir / "fresh.sqlite3";

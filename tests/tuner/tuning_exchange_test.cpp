@@ -59,7 +59,8 @@ TEST(TuningExchange, ImportChecksDeviceArchitectureAndSources) {
 
   DeviceFingerprint other_arch = kH100;
   other_arch.sm_count = 114;
-  EXPECT_EQ(plan_import(exported, other_arch, {{"q4_matmul", "hash1"}}, "x.json").accepted.size(), 0u);
+  EXPECT_EQ(plan_import(exported, other_arch, {{"q4_matmul", "hash1"}}, "x.json").accepted.size(),
+            0u);
 }
 
 TEST(TuningExchange, RejectsOtherFiles) {
