@@ -2,6 +2,7 @@
 // q4_matmul.hpp).
 #include "kernel_sources/q4_matmul.hpp"
 
+#include <algorithm>
 #include <set>
 
 namespace q4jit {
@@ -11,14 +12,28 @@ namespace {
 constexpr int kLayoutThreads[] = {64, 128, 256};
 constexpr int kSlices[] = {256, 512, 1024};
 constexpr int kRowsPerBlock[] = {1, 2, 4, 8};
-// (columns per thread, load bits): whole-vector layouts plus narrow loads on few columns.
-constexpr int kColumnLoads[][2] = {{2, 32}, {2, 64}, {4, 64}, {4, 128}, {8, 128}};
-// Layouts on which every strategy is in the space: the prototype's best, the narrowest loads
-// with the longest per-thread loop, and the single-warp block.
-constexpr int kAnchors[][4] = {{256, 4, 128, 256}, {64, 2, 32, 1024}, {32, 8, 128, 512}};
+// (columns per thread, load bits): whole 64- and 128-bit loads (narrower ones never won on the
+// H100; the 32-bit load stays on an anchor layout).
+constexpr int kColumnLoads[][2] = {{2, 64}, {4, 128}, {8, 128}};
+// Persistent grids {bt, cpt, lw, ks, mb, p}: p blocks per SM that fit without spills, the ones
+// measured fastest on the H100 at M = 1 (and for mb 2..8 the best few of the layouts above).
+constexpr int kPersistent[][6] = {
+    {256, 4, 128, 256, 1, 4}, {256, 4, 128, 256, 1, 3}, {256, 4, 128, 512, 1, 3},
+    {256, 8, 128, 256, 1, 3}, {128, 4, 128, 256, 1, 6}, {128, 8, 128, 512, 1, 4},
+    {256, 4, 128, 256, 2, 3}, {256, 8, 128, 256, 2, 2}, {256, 4, 128, 256, 4, 2},
+    {256, 2, 64, 512, 8, 2},  {256, 2, 64, 1024, 8, 2},
+};
+// Layouts on which every strategy is in the space {bt, cpt, lw, ks, p}: the default one block per
+// unit and persistent, the narrowest loads with the longest per-thread loop, the single-warp block.
+constexpr int kAnchors[][5] = {
+    {256, 4, 128, 256, 0}, {256, 4, 128, 256, 4}, {64, 2, 32, 1024, 0}, {32, 8, 128, 512, 0}};
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t align_up(int64_t value) { return ceil_div(value, 256) * 256; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+int64_t align_up(int64_t value) {
+  return ceil_div(value, 256) * 256;
+}
 
 const char* staging_label(XStaging staging) {
   switch (staging) {
@@ -34,7 +49,9 @@ const char* staging_label(XStaging staging) {
 
 // mb * cpt fp32 accumulators per thread, each reused across a pass: more spills or starves
 // occupancy (measured: mb8 x cpt8 takes 232 registers).
-bool fits_registers(int rows_per_block, int columns) { return rows_per_block * columns <= 16; }
+bool fits_registers(int rows_per_block, int columns) {
+  return rows_per_block * columns <= 16;
+}
 
 }  // namespace
 
@@ -48,14 +65,19 @@ std::vector<TuningParameter> q4_matmul_parameters() {
       {"x", {0, 1, 2}, "xg: global, xs: staged in shared memory, xp: separate gather (act-order)"},
       {"acc", {0, 1}, "f32 or h2 running sums"},
       {"red", {0, 1}, "split-K by atomics (at) or deterministic two-pass (tp)"},
+      {"p",
+       {0, 2, 3, 4, 6, 8},
+       "0: a block per (tile, K-split) unit; else persistent, SMs x p blocks"},
   };
 }
 
 bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulShape& shape) {
   if (shape.M <= 0 || shape.K <= 0 || shape.N <= 0) return false;
   if (shape.K % 8 != 0 || shape.N % 8 != 0) return false;
-  if (shape.group_size <= 0 || shape.group_size % 8 != 0 || shape.K % shape.group_size != 0) return false;
-  if (cfg.block_threads > device.max_threads_per_block && device.max_threads_per_block > 0) return false;
+  if (shape.group_size <= 0 || shape.group_size % 8 != 0 || shape.K % shape.group_size != 0)
+    return false;
+  if (cfg.block_threads > device.max_threads_per_block && device.max_threads_per_block > 0)
+    return false;
   if (cfg.load_bits / 32 > cfg.columns_per_thread) return false;
   if (!fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) return false;
   if (cfg.rows_per_block >= 2 * shape.M) return false;  // a pass mostly of padding rows
@@ -67,22 +89,34 @@ std::vector<Q4MatmulConfig> q4_matmul_configs() {
   std::vector<Q4MatmulConfig> configs = {Q4MatmulConfig{}};
   std::set<std::string> seen = {to_string(configs.front())};
   auto add = [&](const Q4MatmulConfig& cfg) {
-    if (fits_registers(cfg.rows_per_block, cfg.columns_per_thread) && seen.insert(to_string(cfg)).second) {
+    if (fits_registers(cfg.rows_per_block, cfg.columns_per_thread) &&
+        seen.insert(to_string(cfg)).second) {
       configs.push_back(cfg);
     }
   };
+  const Q4MatmulConfig strategy;  // xs, f32, at
   for (int rows : kRowsPerBlock) {
     for (int threads : kLayoutThreads) {
       for (const auto& [columns, bits] : kColumnLoads) {
-        for (int slice : kSlices) add({threads, columns, bits, slice, rows});
+        for (int slice : kSlices) {
+          add({threads, columns, bits, slice, rows, strategy.x_staging, false, false, 0});
+        }
       }
     }
   }
-  for (const auto& [threads, columns, bits, slice] : kAnchors) {
-    for (int rows : kRowsPerBlock) {
+  for (const auto& [threads, columns, bits, slice, rows, blocks] : kPersistent) {
+    add({threads, columns, bits, slice, rows, strategy.x_staging, false, false, blocks});
+  }
+  for (const auto& [threads, columns, bits, slice, blocks] : kAnchors) {
+    // mb 1 and the largest mb of 2 or 4 the registers allow; persistent anchors at mb 1 only
+    // (their register cap leaves no room for more rows).
+    const int widest = blocks > 0 ? 1 : (fits_registers(4, columns) ? 4 : 2);
+    for (int rows : {1, widest}) {
       for (XStaging staging : {XStaging::shared, XStaging::global, XStaging::pregather}) {
         for (bool half : {false, true}) {
-          for (bool two_pass : {false, true}) add({threads, columns, bits, slice, rows, staging, half, two_pass});
+          for (bool two_pass : {false, true}) {
+            add({threads, columns, bits, slice, rows, staging, half, two_pass, blocks});
+          }
         }
       }
     }
@@ -98,22 +132,32 @@ std::vector<Q4MatmulConfig> space(const DeviceInfo& device, const Q4MatmulShape&
   return legal_configs;
 }
 
-Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape) {
+Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape, int sm_count) {
   Q4MatmulGeometry result;
-  result.grid_x = static_cast<unsigned>(ceil_div(shape.N, 32 * cfg.columns_per_thread));
-  result.grid_y = static_cast<unsigned>(ceil_div(shape.K, cfg.k_slice));
+  const int64_t tiles = ceil_div(shape.N, 32 * cfg.columns_per_thread);
+  const int64_t splits = ceil_div(shape.K, cfg.k_slice);
+  if (cfg.blocks_per_sm > 0) {
+    const int64_t units = tiles * splits;
+    result.grid_x = static_cast<unsigned>(
+        sm_count > 0 ? std::min<int64_t>(units, int64_t(sm_count) * cfg.blocks_per_sm) : units);
+  } else {
+    result.grid_x = static_cast<unsigned>(tiles);
+    result.grid_y = static_cast<unsigned>(splits);
+  }
   result.block_x = static_cast<unsigned>(cfg.block_threads);
-  if (cfg.x_staging == XStaging::pregather) result.gather_grid_x = static_cast<unsigned>(ceil_div(shape.K, 256));
+  if (cfg.x_staging == XStaging::pregather)
+    result.gather_grid_x = static_cast<unsigned>(ceil_div(shape.K, 256));
   return result;
 }
 
 Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape) {
-  const Q4MatmulGeometry grid = geometry(cfg, shape);
+  const int64_t tiles = ceil_div(shape.N, 32 * cfg.columns_per_thread);
+  const int64_t splits = ceil_div(shape.K, cfg.k_slice);
   Q4MatmulWorkspace result;
   int64_t reduction_bytes = 0, counter_bytes = 0;
-  if (grid.grid_y > 1) {
-    reduction_bytes = (cfg.two_pass ? grid.grid_y : 1) * shape.M * shape.N * 4;
-    counter_bytes = int64_t(grid.grid_x) * 4;
+  if (splits > 1) {
+    reduction_bytes = (cfg.two_pass ? splits : 1) * shape.M * shape.N * 4;
+    counter_bytes = tiles * 4;
   }
   result.reduction_offset = 0;
   result.counters_offset = align_up(reduction_bytes);
@@ -130,19 +174,25 @@ std::string name_expression(const Q4MatmulConfig& cfg) {
          std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.load_bits) + ", " +
          std::to_string(cfg.k_slice) + ", " + std::to_string(cfg.rows_per_block) + ", " +
          flag(cfg.x_staging != XStaging::global) + ", " + flag(cfg.half_accumulate) + ", " +
-         flag(cfg.two_pass) + ">";
+         flag(cfg.two_pass) + ", " + std::to_string(cfg.blocks_per_sm) + ">";
 }
 
-std::string q4_gather_name_expression() { return "q4_gather_kernel"; }
+std::string q4_gather_name_expression() {
+  return "q4_gather_kernel";
+}
 
 std::string to_string(const Q4MatmulConfig& cfg) {
-  return "bt" + std::to_string(cfg.block_threads) + ".cpt" + std::to_string(cfg.columns_per_thread) +
-         ".lw" + std::to_string(cfg.load_bits) + ".ks" + std::to_string(cfg.k_slice) + ".mb" +
-         std::to_string(cfg.rows_per_block) + "." + staging_label(cfg.x_staging) + "." +
-         (cfg.half_accumulate ? "h2" : "f32") + "." + (cfg.two_pass ? "tp" : "at");
+  return "bt" + std::to_string(cfg.block_threads) + ".cpt" +
+         std::to_string(cfg.columns_per_thread) + ".lw" + std::to_string(cfg.load_bits) + ".ks" +
+         std::to_string(cfg.k_slice) + ".mb" + std::to_string(cfg.rows_per_block) + "." +
+         staging_label(cfg.x_staging) + "." + (cfg.half_accumulate ? "h2" : "f32") + "." +
+         (cfg.two_pass ? "tp" : "at") +
+         (cfg.blocks_per_sm > 0 ? ".p" + std::to_string(cfg.blocks_per_sm) : "");
 }
 
-double tolerance(const Q4MatmulConfig& cfg) { return cfg.half_accumulate ? 4e-3 : 2e-3; }
+double tolerance(const Q4MatmulConfig& cfg) {
+  return cfg.half_accumulate ? 4e-3 : 2e-3;
+}
 
 KernelFamily q4_matmul_family() {
   KernelFamily family;

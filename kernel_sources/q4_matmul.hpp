@@ -30,28 +30,34 @@ enum class XStaging {
               //       on it with no x_map (act-order only)
 };
 
-// Parameters change speed, never results beyond the stated tolerance: fp32 reduction order
-// (relative error <= 2e-3 against the fp32 reference), or, with half_accumulate, fp16 running
-// sums per thread (<= 4e-3: each thread's sum over its share of the K-slice is rounded to fp16).
+// Parameters change speed, never results beyond the stated tolerance: fp16 dots over at most 4
+// packed words (16 products) of one group, then fp32 sums in any order (relative error <= 2e-3
+// against the fp32 reference; measured 6.6e-4 on the 7B shapes), or, with half_accumulate, fp16
+// running sums per thread (<= 4e-3: each thread's sum over its share of the K-slice is rounded
+// to fp16).
 struct Q4MatmulConfig {
-  int block_threads = 256;         // bt: 32, 64, 128, 256 threads; warps split the K-slice
-  int columns_per_thread = 4;      // cpt: 2, 4, 8 output columns; a block covers 32 * cpt
-  int load_bits = 128;             // lw: 32, 64, 128-bit weight loads; lw / 32 <= cpt
-  int k_slice = 256;               // ks: 256, 512, 1024 rows of K per block (split-K factor is
-                                   //     ceil(K / ks)); need not align with groups
-  int rows_per_block = 1;          // mb: 1, 2, 4, 8 rows of x per pass over the weights;
-                                   //     mb * cpt <= 16 (accumulator registers)
+  int block_threads = 256;     // bt: 32, 64, 128, 256 threads; warps split the K-slice
+  int columns_per_thread = 4;  // cpt: 2, 4, 8 output columns; a block covers 32 * cpt
+  int load_bits = 128;         // lw: 32, 64, 128-bit weight loads; lw / 32 <= cpt
+  int k_slice = 256;           // ks: 256, 512, 1024 rows of K per block (split-K factor is
+                               //     ceil(K / ks)); need not align with groups
+  int rows_per_block = 1;      // mb: 1, 2, 4, 8 rows of x per pass over the weights;
+                               //     mb * cpt <= 16 (accumulator registers)
   XStaging x_staging = XStaging::shared;  // xg, xs, xp (see XStaging)
-  bool half_accumulate = false;    // acc: running sums in fp32 (f32) or half2 (h2)
-  bool two_pass = false;           // red: split-K partials by fp32 atomics (at) or stored and
-                                   //      summed in split order by the tile's last block (tp,
-                                   //      deterministic)
+  bool half_accumulate = false;           // acc: running sums in fp32 (f32) or half2 (h2)
+  bool two_pass = false;  // red: split-K partials by fp32 atomics (at) or stored and
+                          //      summed in split order by the tile's last block (tp,
+                          //      deterministic)
+  int blocks_per_sm = 4;  // p: 0 = one block per (column tile, K-split) unit; else a
+                          //    persistent grid of SMs x p blocks striding over the units
+                          //    (whole waves, next unit's loads in flight during the
+                          //    hand-on); the config string says ".p<n>" only when p > 0
 };
 
 struct Q4MatmulGeometry {
-  unsigned grid_x = 1;       // column tiles: ceil(N / (32 * cpt))
-  unsigned grid_y = 1;       // K-splits: ceil(K / ks)
-  unsigned block_x = 1;      // bt
+  unsigned grid_x = 1;         // column tiles: ceil(N / (32 * cpt)); persistent: the blocks
+  unsigned grid_y = 1;         // K-splits: ceil(K / ks); persistent: 1
+  unsigned block_x = 1;        // bt
   unsigned gather_grid_x = 0;  // xp only: ceil(K / 256) blocks of 256 threads, grid_y = M
 };
 
@@ -70,19 +76,24 @@ std::vector<TuningParameter> q4_matmul_parameters();
 // Whether cfg may run this shape on this device (mirrors the static_asserts in q4_matmul.cu).
 bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulShape& shape);
 // The tuning space, shape-independent, default first: every layout (bt 64..256 x cpt/lw x ks x
-// mb) with the default strategy (xs, f32, at), plus every strategy (xg/xs/xp x f32/h2 x at/tp) on
-// three anchor layouts (bt256.cpt4.lw128.ks256, bt64.cpt2.lw32.ks1024, bt32.cpt8.lw128.ks512).
+// mb) with the default strategy (xs, f32, at, one block per unit), the persistent grids measured
+// to win at M = 1 (and a few for larger mb), plus every strategy (xg/xs/xp x f32/h2 x at/tp) on
+// four anchor layouts (bt256.cpt4.lw128.ks256 one block per unit and persistent p4,
+// bt64.cpt2.lw32.ks1024, bt32.cpt8.lw128.ks512) at mb 1 and their largest mb of 2 or 4.
 std::vector<Q4MatmulConfig> q4_matmul_configs();
 // The legal configs for a device and shape.
 std::vector<Q4MatmulConfig> space(const DeviceInfo& device, const Q4MatmulShape& shape);
-Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape);
+// sm_count sizes persistent grids (SMs x p blocks, never more than the units); 0: one block per
+// unit, which any config runs correctly on.
+Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape, int sm_count = 0);
 Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape);
-// "q4_matmul_kernel<256, 4, 128, 256, 1, true, false, false>" (xp shares the xs kernel)
+// "q4_matmul_kernel<256, 4, 128, 256, 1, true, false, false, 4>" (xp shares the xs kernel)
 std::string name_expression(const Q4MatmulConfig& cfg);
 // The gather kernel of xp: "q4_gather_kernel" (extern "C", in every program of the family).
 std::string q4_gather_name_expression();
-// Canonical config string "bt256.cpt4.lw128.ks256.mb1.xs.f32.at": cache key part, DB column,
-// report label, test name.
+// Canonical config string "bt256.cpt4.lw128.ks256.mb1.xs.f32.at.p4" (".p<n>" only for p > 0, so
+// the strings of one-block-per-unit configs are unchanged): cache key part, DB column, report
+// label, test name.
 std::string to_string(const Q4MatmulConfig& cfg);
 // Relative-error bound of the config against the fp32 reference (see the rule above).
 double tolerance(const Q4MatmulConfig& cfg);

@@ -54,8 +54,9 @@ std::vector<Result<Q4MatmulKernel>> load_q4_matmul(Backend& backend, KernelServi
 
   std::map<std::string, Result<std::shared_ptr<const LoadedModule>>> modules;
   for (size_t i = 0; i < requests.size(); ++i) {
-    Result<std::shared_ptr<const LoadedModule>> module = compiled[i].ok()
-        ? Result<std::shared_ptr<const LoadedModule>>(nullptr) : compiled[i].error();
+    Result<std::shared_ptr<const LoadedModule>> module =
+        compiled[i].ok() ? Result<std::shared_ptr<const LoadedModule>>(nullptr)
+                         : compiled[i].error();
     if (compiled[i].ok()) {
       try {
         module = std::make_shared<const LoadedModule>(backend.load_module(compiled[i].value()));
@@ -63,13 +64,15 @@ std::vector<Result<Q4MatmulKernel>> load_q4_matmul(Backend& backend, KernelServi
         module = error;
       }
     }
-    for (const std::string& expression : requests[i].name_expressions) modules.emplace(expression, module);
+    for (const std::string& expression : requests[i].name_expressions)
+      modules.emplace(expression, module);
   }
   std::vector<Result<Q4MatmulKernel>> kernels;
   for (const Q4MatmulConfig& cfg : configs) {
     const auto& module = modules.at(name_expression(cfg));
     if (!module.ok()) {
-      kernels.push_back(Error(to_string(cfg) + ": " + module.error().what()).with("detail", module.error().describe()));
+      kernels.push_back(Error(to_string(cfg) + ": " + module.error().what())
+                            .with("detail", module.error().describe()));
       continue;
     }
     const std::shared_ptr<const LoadedModule>& loaded = module.value();
@@ -81,9 +84,10 @@ std::vector<Result<Q4MatmulKernel>> load_q4_matmul(Backend& backend, KernelServi
 
 void launch_q4_matmul(Backend& backend, const Q4MatmulKernel& kernel, const Q4MatmulShape& shape,
                       const Q4MatmulOperands& operands, StreamView stream) {
-  const Q4MatmulGeometry grid = geometry(kernel.config, shape);
+  const Q4MatmulGeometry grid = geometry(kernel.config, shape, backend.current_device().sm_count);
   const Q4MatmulWorkspace layout = workspace(kernel.config, shape);
-  const int M = static_cast<int>(shape.M), K = static_cast<int>(shape.K), N = static_cast<int>(shape.N);
+  const int M = static_cast<int>(shape.M), K = static_cast<int>(shape.K),
+            N = static_cast<int>(shape.N);
   const int group_size = static_cast<int>(shape.group_size);
   uint64_t x = operands.x, x_map = shape.act_order ? operands.x_map : 0;
   if (kernel.config.x_staging == XStaging::pregather) {

@@ -68,10 +68,11 @@ std::vector<Case> sweep_cases() {
 }
 
 bool anchor_layout(const Q4MatmulConfig& cfg) {
+  // The layouts of the anchors in q4_matmul.cpp (the persistent one shares the first).
   const int anchors[][4] = {{256, 4, 128, 256}, {64, 2, 32, 1024}, {32, 8, 128, 512}};
   for (const auto& [threads, columns, bits, slice] : anchors) {
-    if (cfg.block_threads == threads && cfg.columns_per_thread == columns && cfg.load_bits == bits &&
-        cfg.k_slice == slice) {
+    if (cfg.block_threads == threads && cfg.columns_per_thread == columns &&
+        cfg.load_bits == bits && cfg.k_slice == slice) {
       return true;
     }
   }
@@ -131,7 +132,11 @@ TEST(Q4MatmulSpace, DefaultFirstNamesUniqueAndModestSize) {
   }
   EXPECT_LE(expressions.size(), 300u) << "distinct instantiations";
   EXPECT_EQ(q4_matmul_family().all_variants.size(), expressions.size());
-  EXPECT_EQ(to_string(Q4MatmulConfig{}), "bt256.cpt4.lw128.ks256.mb1.xs.f32.at");
+  EXPECT_EQ(to_string(Q4MatmulConfig{}), "bt256.cpt4.lw128.ks256.mb1.xs.f32.at.p4");
+  Q4MatmulConfig one_block_per_unit;
+  one_block_per_unit.blocks_per_sm = 0;
+  EXPECT_EQ(to_string(one_block_per_unit), "bt256.cpt4.lw128.ks256.mb1.xs.f32.at")
+      << "old strings unchanged";
 }
 
 TEST(Q4MatmulSpace, LegalityFollowsShape) {
@@ -158,8 +163,16 @@ TEST(Q4MatmulSpace, WorkspaceCoversSplitsAndGather) {
   Q4MatmulConfig cfg;
   cfg.two_pass = true;
   cfg.x_staging = XStaging::pregather;
+  cfg.blocks_per_sm = 0;
   const Q4MatmulWorkspace layout = workspace(cfg, shape);
   EXPECT_EQ(geometry(cfg, shape).grid_y, 16u);
+  // Persistent: SMs x p blocks, never more than the 32 tiles x 16 splits; the same workspace.
+  Q4MatmulConfig persistent = cfg;
+  persistent.blocks_per_sm = 4;
+  EXPECT_EQ(geometry(persistent, shape, 100).grid_x, 400u);
+  EXPECT_EQ(geometry(persistent, shape, 132).grid_x, 512u);
+  EXPECT_EQ(geometry(persistent, shape, 132).grid_y, 1u);
+  EXPECT_EQ(workspace(persistent, shape).bytes, layout.bytes);
   EXPECT_GE(layout.counters_offset, 16 * 4 * 4096 * 4);
   EXPECT_GE(layout.bytes - layout.gathered_offset, 4 * 4096 * 2);
   Q4MatmulConfig one_split;
@@ -188,10 +201,12 @@ TEST(Q4MatmulCompile, WholeSpaceForSm80AndSm90) {
       ADD_FAILURE() << result.error().describe();
     }
   }
-  std::printf("q4_matmul: %zu programs (%zu kernels per arch) compiled for sm_80, sm_90 in %.1f s on %d jobs, %d failed\n",
-              requests.size(), q4_matmul_family().all_variants.size(),
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), jobs,
-              failed);
+  std::printf(
+      "q4_matmul: %zu programs (%zu kernels per arch) compiled for sm_80, sm_90 in %.1f s on %d "
+      "jobs, %d failed\n",
+      requests.size(), q4_matmul_family().all_variants.size(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), jobs,
+      failed);
 }
 
 // --- GPU
@@ -215,7 +230,8 @@ class Q4MatmulGpu : public ::testing::Test {
   template <typename T>
   DeviceBuffer upload(const std::vector<T>& host) {
     DeviceBuffer buffer = backend_->allocate(std::max<size_t>(host.size() * sizeof(T), 16));
-    if (!host.empty()) backend_->copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
+    if (!host.empty())
+      backend_->copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
     return buffer;
   }
   std::unique_ptr<Backend> backend_;
@@ -237,14 +253,16 @@ double relative_error(const std::vector<uint16_t>& got, const std::vector<float>
   return std::sqrt(diff / norm);
 }
 
-std::string first_mismatches(const std::vector<uint16_t>& got, const std::vector<float>& want, int N) {
+std::string first_mismatches(const std::vector<uint16_t>& got, const std::vector<float>& want,
+                             int N) {
   std::string text;
   int shown = 0;
   for (size_t i = 0; i < want.size() && shown < 5; ++i) {
     const float value = half_to_float(got[i]);
     if (!(std::fabs(value - want[i]) <= 1e-2f * (std::fabs(want[i]) + 0.05f))) {
       char line[120];
-      std::snprintf(line, sizeof line, " [m=%zu n=%zu] got %g want %g;", i / N, i % N, value, want[i]);
+      std::snprintf(line, sizeof line, " [m=%zu n=%zu] got %g want %g;", i / N, i % N, value,
+                    want[i]);
       text += line;
       ++shown;
     }
@@ -284,7 +302,8 @@ TEST_F(Q4MatmulGpu, EveryConfigMatchesReference) {
     std::vector<const Q4MatmulKernel*> chosen;
     int64_t workspace_bytes = 16;
     for (const Q4MatmulKernel& kernel : kernels) {
-      if (!legal(kernel.config, device, shape) || !(c.full_space || anchor_layout(kernel.config))) continue;
+      if (!legal(kernel.config, device, shape) || !(c.full_space || anchor_layout(kernel.config)))
+        continue;
       chosen.push_back(&kernel);
       workspace_bytes = std::max(workspace_bytes, workspace(kernel.config, shape).bytes);
     }
@@ -292,12 +311,13 @@ TEST_F(Q4MatmulGpu, EveryConfigMatchesReference) {
                  qzeros = upload(linear.qzeros), x_map = upload(linear.x_map), x_device = upload(x);
     DeviceBuffer out = backend_->allocate(want.size() * 2);
     DeviceBuffer scratch = backend_->allocate(static_cast<size_t>(workspace_bytes));
-    const Q4MatmulOperands operands{out.raw(),    x_device.raw(), x_map.raw(), qweight.raw(),
+    const Q4MatmulOperands operands{out.raw(),    x_device.raw(), x_map.raw(),  qweight.raw(),
                                     scales.raw(), qzeros.raw(),   scratch.raw()};
     std::vector<uint16_t> got(want.size());
     for (const Q4MatmulKernel* kernel : chosen) {
       const Q4MatmulWorkspace layout = workspace(kernel->config, shape);
-      if (layout.zeroed_bytes > 0) backend_->memset(scratch.raw(), 0, static_cast<size_t>(layout.zeroed_bytes), {});
+      if (layout.zeroed_bytes > 0)
+        backend_->memset(scratch.raw(), 0, static_cast<size_t>(layout.zeroed_bytes), {});
       for (int run = 0; run < 2; ++run) {
         backend_->memset(out.raw(), 0xff, want.size() * 2, {});  // fp16 NaN everywhere
         launch_q4_matmul(*backend_, *kernel, shape, operands, {});
@@ -309,19 +329,20 @@ TEST_F(Q4MatmulGpu, EveryConfigMatchesReference) {
         worst = std::max(worst, std::isnan(error) ? INFINITY : error);
         if (!(error <= tolerance(kernel->config))) {
           ++tally.failures;
-          ADD_FAILURE() << to_string(kernel->config) << " on " << case_name(c) << " (run " << run + 1
-                        << "): relative error " << error << " > " << tolerance(kernel->config)
-                        << ";" << first_mismatches(got, want, c.N);
+          ADD_FAILURE() << to_string(kernel->config) << " on " << case_name(c) << " (run "
+                        << run + 1 << "): relative error " << error << " > "
+                        << tolerance(kernel->config) << ";" << first_mismatches(got, want, c.N);
         }
       }
     }
   }
-  std::printf("q4_matmul GPU sweep on %s: %zu cases, %zu configs (compiled and loaded in %.1f s), "
-              "%lld launches, %lld failures, worst relative error f32 %.2e, h2 %.2e, %.1f s\n",
-              device.name.c_str(), cases.size(), kernels.size(), compile_seconds,
-              static_cast<long long>(tally.launches), static_cast<long long>(tally.failures),
-              tally.worst_f32, tally.worst_h2,
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  std::printf(
+      "q4_matmul GPU sweep on %s: %zu cases, %zu configs (compiled and loaded in %.1f s), "
+      "%lld launches, %lld failures, worst relative error f32 %.2e, h2 %.2e, %.1f s\n",
+      device.name.c_str(), cases.size(), kernels.size(), compile_seconds,
+      static_cast<long long>(tally.launches), static_cast<long long>(tally.failures),
+      tally.worst_f32, tally.worst_h2,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
 }  // namespace
