@@ -68,6 +68,12 @@ void run_compile(const CompileArgs& args) {
   for (int sm : chosen_archs(args)) {
     const CompileTarget target = target_for(sm, compiler);
     for (const KernelFamily& family : kernel_families()) {
+      if (!family.supports(sm)) {
+        if (!args.json)
+          std::printf("%-10s needs sm_%d or newer: not compiled for %s\n", family.name.c_str(),
+                      family.min_sm, target.label().c_str());
+        continue;
+      }
       for (const KernelVariant& variant :
            args.all_configs ? family.all_variants : family.default_variants) {
         requests.push_back(make_request(family, variant, target));

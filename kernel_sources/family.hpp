@@ -29,6 +29,11 @@ struct KernelFamily {
   std::vector<TuningParameter> parameters;
   std::vector<KernelVariant> default_variants;  // what a load compiles before any tuning
   std::vector<KernelVariant> all_variants;      // the whole space, shape-independent part
+  // Oldest architecture the kernels compile for (mma.sync and cp.async need sm_80). Compiling
+  // for an older target is refused by the caller, not attempted.
+  int min_sm = 75;
+
+  bool supports(int sm) const { return sm >= min_sm; }
 };
 
 // Every kernel family in kernel_sources/, in a fixed order.

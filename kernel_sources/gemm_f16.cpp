@@ -130,6 +130,7 @@ KernelFamily gemm_f16_family() {
   KernelFamily family;
   family.name = "gemm_f16";
   family.source = "gemm_f16.cu";
+  family.min_sm = 80;  // mma.sync m16n8k16, ldmatrix and cp.async
   family.parameters = gemm_f16_parameters();
   const GemmConfig defaults;
   family.default_variants = {{to_string(defaults), name_expression(defaults)}};

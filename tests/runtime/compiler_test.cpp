@@ -32,6 +32,7 @@ TEST(Compiler, DefaultsOfEveryFamilyCompileForTheCiArchitectures) {
   std::vector<CompileRequest> requests;
   for (int sm : kCiArchs) {
     for (const KernelFamily& family : kernel_families()) {
+      if (!family.supports(sm)) continue;  // e.g. tensor-core families below sm_80
       for (const KernelVariant& variant : family.default_variants) {
         requests.push_back(make_request(family, variant, {sm, false}));
       }
@@ -125,6 +126,23 @@ TEST(CompileKey, StableForEqualInputsAndDifferentForEachChange) {
   two.extra_options = {"-DA=1", "-DB=2"};
   swapped.extra_options = {"-DB=2", "-DA=1"};
   EXPECT_EQ(compile_key(two, compiler), compile_key(swapped, compiler));
+}
+
+// The tensor-core families declare sm_80 because below it they cannot compile at all; this keeps
+// the declaration honest (a family that compiles for sm_75 should not claim sm_80).
+TEST(Compiler, FamiliesBelowTheirMinimumArchitectureDoNotCompile) {
+  Q4JIT_REQUIRE_COMPILER(compiler);
+  KernelService service(compiler, nullptr, KernelServiceOptions{});
+  int checked = 0;
+  for (const KernelFamily& family : kernel_families()) {
+    if (family.min_sm <= 75) continue;
+    const auto result =
+        service.get(make_request(family, family.default_variants.front(), {75, false}));
+    EXPECT_FALSE(result.ok()) << family.name << " compiles for sm_75 but declares sm_"
+                              << family.min_sm;
+    ++checked;
+  }
+  EXPECT_GE(checked, 1) << "no family declares a minimum above sm_75";
 }
 
 }  // namespace
