@@ -24,6 +24,7 @@ struct TuneArgs {
   bool force = false;
   bool json = false;
   bool quiet = false;
+  bool verbose = false;
   std::string tuning_db;
 };
 
@@ -122,6 +123,14 @@ void run_tune(const TuneArgs& args) {
       (long long)counts.problems, (long long)counts.tuned, (long long)counts.from_db,
       (long long)compiles.compiles, (long long)counts.timings, (long long)counts.validations,
       counts.seconds);
+  if (args.verbose) {
+    // What a warm second run proves: compiles 0, timings 0.
+    std::printf(
+        "kernels: %s\ntuning: problems %lld, from the database %lld, tuned %lld, "
+        "validations %lld, timings %lld\n",
+        compiles.summary().c_str(), (long long)counts.problems, (long long)counts.from_db,
+        (long long)counts.tuned, (long long)counts.validations, (long long)counts.timings);
+  }
 }
 
 }  // namespace
@@ -133,13 +142,16 @@ void add_tune_command(CLI::App& app) {
   tune->add_option("-m,--model", args->model, "Model folder (GPTQ)")->required();
   tune->add_option("--budget", args->budget,
                    "Seconds for the whole tune, compiling included (default 60)");
-  tune->add_option("--shape-cap", args->shape_cap,
-                   "Seconds per shape and M bucket (default: 3x the fair share)");
+  tune->add_option(
+      "--shape-cap", args->shape_cap,
+      "Seconds per shape and M bucket at most (default: the fair share of the budget)");
   tune->add_option("--m", args->rows,
                    "Comma-separated rows (M) to tune, rounded up to buckets (default 1,2,4,8,16)");
   tune->add_flag("--force", args->force, "Forget stored winners and trials of these shapes first");
   tune->add_flag("--json", args->json, "Print one JSON object instead of text");
   tune->add_flag("-q,--quiet", args->quiet, "No progress lines");
+  tune->add_flag("-v,--verbose", args->verbose,
+                 "Also print the compile counters (compiles, store hits) and timing counts");
   tune->add_option(
       "--tuning-db", args->tuning_db,
       "Tuning database file (default $Q4JIT_TUNING_DB, else $XDG_CACHE_HOME/q4jit/tuning.sqlite3)");

@@ -113,6 +113,7 @@ class TuneRun {
   void compile_candidates(const std::vector<ProblemOutcome*>& pending);
   ShapeData prepare_shape(const MatmulShapeKey& shape);
   void tune_problem(ProblemOutcome& outcome, ShapeData& data, double seconds);
+  void store_winner(ProblemOutcome& outcome, WinnerRecord winner);
 
   Backend& backend_;
   KernelService& service_;
@@ -126,7 +127,33 @@ class TuneRun {
   Clock::time_point start_ = Clock::now();
   std::map<std::string, Result<Q4MatmulKernel>> kernels_;
   std::map<std::string, std::optional<CandidateVerdict>> after_compile_;
+  double winner_compile_seconds_ = 0.5;  // the longest winner compile seen: reserved per problem
 };
+
+// Candidate indices in validation order: the default first, then a fixed shuffle per problem, so
+// that a list cut short by the time share is a fair sample of the space.
+std::vector<size_t> validation_order(size_t count, const TuningKey& key) {
+  std::vector<size_t> order(count);
+  for (size_t i = 0; i < count; ++i) order[i] = i;
+  if (count > 1) {
+    std::mt19937 rng(uint32_t(key.K * 31 + key.N * 7 + key.m_bucket));
+    std::shuffle(order.begin() + 1, order.end(), rng);
+  }
+  return order;
+}
+
+// The winner's request compiled alone (store first): its key is what a warm load requests.
+void TuneRun::store_winner(ProblemOutcome& outcome, WinnerRecord winner) {
+  const Clock::time_point compile_start = Clock::now();
+  const CompileTarget target = select_target(device_.sm(), service_.compiler().supported_archs());
+  const Result<std::string> key =
+      record_winner_kernel(service_, q4_matmul_configs_by_name().at(winner.config), target);
+  winner_compile_seconds_ = std::max(winner_compile_seconds_, seconds_since(compile_start));
+  winner.kernel_key = key.ok() ? key.value() : "";
+  if (!key.ok()) say(winner.config + ": winner not compiled alone: " + key.error().what());
+  db_.save_winner(outcome.key, winner);
+  outcome.winner = std::move(winner);
+}
 
 void TuneRun::compile_candidates(const std::vector<ProblemOutcome*>& pending) {
   std::vector<Q4MatmulConfig> configs;
@@ -225,7 +252,11 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
   std::vector<std::string> survivors;
   int failed = 0;
   std::vector<uint16_t> got(want.size());
-  for (size_t i = 0; i < candidates.size(); ++i) {
+  int tried = 0;
+  for (size_t i : validation_order(candidates.size(), key)) {
+    // Validation may take at most 40% of the share: the rest is for timing.
+    if (tried > 0 && seconds_since(problem_start) > 0.4 * seconds) break;
+    ++tried;
     const std::string& name = verdicts[i].config;
     const auto previous = stored.find(name);
     if (previous != stored.end()) {  // resumed: decided in an earlier run
@@ -290,24 +321,14 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
     }
     record(trial);
   }
-  say(key.shape_label() + ": " + std::to_string(survivors.size()) + " of " +
-      std::to_string(candidates.size()) + " candidates valid, timing (cap " +
-      std::to_string(int(std::ceil(seconds))) + " s)");
 
   // Timing: one repetition is the median per call over a few graph launches of rotated copies.
   MeasureOptions measure_options;
   measure_options.warmup_launches = 1;
   measure_options.timed_launches = 5;
   std::map<std::string, bool> resumed_used;
-  const MeasureFunction measure = [&](const std::string& config, int repetitions) {
+  const auto time_config = [&](const std::string& config, int repetitions) {
     std::vector<double> samples;
-    const TrialRecord& known = stored[config];
-    if (!resumed_used[config] && known.rung >= 1 && known.median_us > 0) {
-      resumed_used[config] = true;  // the stored first round stands in for a measurement
-      samples.assign(size_t(repetitions), known.median_us);
-      return samples;
-    }
-    resumed_used[config] = true;
     const Q4MatmulKernel& launchable = kernels_.at(config).value();
     backend_.memset(scratch.raw(), 0, size_t(workspace(launchable.config, shape).zeroed_bytes), {});
     for (int r = 0; r < repetitions; ++r) {
@@ -320,6 +341,16 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
       ++counters_.timings;
       samples.push_back(timing.median_us);
     }
+    return samples;
+  };
+  const MeasureFunction measure = [&](const std::string& config, int repetitions) {
+    const TrialRecord& known = stored[config];
+    if (!resumed_used[config] && known.rung >= 1 && known.median_us > 0) {
+      resumed_used[config] = true;  // the stored first round stands in for a measurement
+      return std::vector<double>(size_t(repetitions), known.median_us);
+    }
+    resumed_used[config] = true;
+    std::vector<double> samples = time_config(config, repetitions);
     if (known.rung == 0) {  // first measurement: saved at once so an interrupted tune resumes
       TrialRecord first = known;
       const SampleSummary summary = summarize(samples);
@@ -333,8 +364,24 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
     }
     return samples;
   };
+  // Size the first round from what one repetition costs here: it gets a third of what is left
+  // after reserving two final rounds and the winner's compile; halving stops at the share.
   SelectionOptions selection_options;
-  selection_options.out_of_time = [&] { return seconds_since(problem_start) > seconds; };
+  double reserve = winner_compile_seconds_;
+  if (!survivors.empty()) {
+    const Clock::time_point probe_start = Clock::now();
+    time_config(survivors.front(), 1);
+    const double repetition_seconds = seconds_since(probe_start);
+    reserve += 2.0 * (selection_options.finalists + 1) * repetition_seconds;
+    const double left = seconds - seconds_since(problem_start) - reserve;
+    const double fits = std::floor(left / (3 * std::max(repetition_seconds, 1e-6)));
+    const size_t first_round = size_t(std::clamp(fits, 1.0, double(survivors.size())));
+    survivors.resize(first_round);  // the default stays: it is first
+  }
+  say(key.shape_label() + ": " + std::to_string(survivors.size()) + " timed of " +
+      std::to_string(tried) + " validated of " + std::to_string(candidates.size()) +
+      " candidates (share " + std::to_string(seconds).substr(0, 4) + " s)");
+  selection_options.out_of_time = [&] { return seconds_since(problem_start) + reserve > seconds; };
   const std::optional<Selection> selection =
       survivors.empty() ? std::nullopt
                         : select_fastest(survivors, default_config, measure, selection_options);
@@ -352,12 +399,7 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
     db_.save_trial(key, trial);
   }
 
-  // The winner compiled on its own, as a model load will request it: its store key.
-  const Q4MatmulConfig winner_config = q4_matmul_configs_by_name().at(selection->winner);
-  const CompileTarget target = select_target(device_.sm(), service_.compiler().supported_archs());
-  const Result<CompiledKernel> alone =
-      service_.get(q4_matmul_requests({winner_config}, target, 1).front());
-  WinnerRecord& winner = outcome.winner;
+  WinnerRecord winner;
   winner.config = selection->winner;
   winner.default_config = default_config;
   winner.median_us = selection->winner_final.median_us;
@@ -365,11 +407,10 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
   winner.p90_us = selection->winner_final.p90_us;
   winner.repetitions = selection->winner_final.repetitions;
   winner.default_us = selection->default_final ? selection->default_final->median_us : 0;
-  winner.candidates_tried = int(candidates.size());
+  winner.candidates_tried = tried;
   winner.candidates_failed = failed;
   winner.tuning_seconds = seconds_since(problem_start);
-  winner.kernel_key = alone.ok() ? alone.value().key : "";
-  db_.save_winner(key, winner);
+  store_winner(outcome, std::move(winner));
   outcome.tuned = true;
   outcome.default_kept = selection->default_kept;
 }
@@ -415,17 +456,21 @@ std::vector<ProblemOutcome> TuneRun::run(const std::vector<TuneShape>& shapes) {
            pending[i]->key.act_order == first.act_order;
          ++i) {
       const double remaining = options_.budget_seconds - seconds_since(start_);
-      const double left = double(pending.size() - i);
-      if (remaining <= 0) {
+      if (remaining <= 0) {  // stored all the same: a second run does not retune it
         pending[i]->skipped = "time budget spent";
+        pending[i]->default_kept = true;
+        WinnerRecord fallback;
+        fallback.config = fallback.default_config = to_string(Q4MatmulConfig{});
+        store_winner(*pending[i], std::move(fallback));
         continue;
       }
-      const double fair = remaining / left;
-      const double cap = options_.shape_cap_seconds > 0 ? options_.shape_cap_seconds : 3 * fair;
+      // The fair share of what is left, recomputed per problem so unused time flows onwards.
+      double share = remaining / double(pending.size() - i);
+      if (options_.shape_cap_seconds > 0) share = std::min(share, options_.shape_cap_seconds);
       say("[" + std::to_string(i + 1) + "/" + std::to_string(pending.size()) + "] " +
           pending[i]->key.shape_label() + " (" + pending[i]->projections + "), ETA " +
-          std::to_string(int(std::ceil(std::min(remaining, fair * left)))) + " s");
-      tune_problem(*pending[i], data, std::min(cap, std::max(fair, 0.5)));
+          std::to_string(int(std::ceil(remaining))) + " s");
+      tune_problem(*pending[i], data, share);
       if (pending[i]->tuned) ++counters_.tuned;
     }
   }

@@ -1,8 +1,10 @@
 // The autotuner for the q4_matmul family: for each weight shape and M bucket missing from the
 // tuning database, enumerate the family's space, prune, compile (store first, on a thread pool),
-// prune again, validate every survivor against the CPU reference, time the valid ones by
-// successive halving (selection.hpp) within the time budget, and store trials as they finish and
-// the winner with its compiled-kernel key. A problem already in the database costs nothing: no
+// prune again, then per problem within its fair share of the budget (validation, timing and the
+// winner's compile all counted): validate candidates against the CPU reference, time a first
+// round sized from one measured repetition, halve (selection.hpp), and store trials as they finish
+// and the winner with its compiled-kernel key (a problem the budget never reached keeps the
+// default, stored too). A problem already in the database costs nothing: no
 // compile, no timing. Needs a GPU (a Backend); the pieces it composes are tested without one.
 #pragma once
 
@@ -26,7 +28,7 @@ struct TuneShape {
 
 struct TuneOptions {
   double budget_seconds = 60;    // the whole run, compiling included
-  double shape_cap_seconds = 0;  // per problem (shape x bucket); 0: 3x the fair share
+  double shape_cap_seconds = 0;  // per problem (shape x bucket); 0: the fair share alone
   std::vector<int> m_buckets = {1, 2, 4, 8, 16};
   bool force = false;          // forget stored winners and trials of these problems first
   int jobs = 0;                // compile threads; 0: the machine's cores
@@ -41,8 +43,8 @@ struct ProblemOutcome {
   bool from_db = false;       // found in the database, nothing done
   bool tuned = false;         // a winner was chosen and stored now
   bool default_kept = false;  // the 2% rule kept the default
-  std::string skipped;        // why no winner (budget, no valid candidate); empty otherwise
-  WinnerRecord winner;        // valid when from_db or tuned
+  std::string skipped;  // why not tuned (budget: the default stored; no valid candidate); or empty
+  WinnerRecord winner;  // valid when from_db or tuned
 };
 
 struct TuneCounters {

@@ -1,6 +1,8 @@
 // Footprints of q4_matmul candidates (q4_matmul_tuning.hpp).
 #include "tuner/q4_matmul_tuning.hpp"
 
+#include "tuner/q4_matmul_runner.hpp"
+
 namespace q4jit {
 
 std::vector<Q4MatmulConfig> q4_matmul_candidates(const Q4MatmulShape& shape) {
@@ -43,6 +45,17 @@ const std::map<std::string, Q4MatmulConfig>& q4_matmul_configs_by_name() {
     return names;
   }();
   return by_name;
+}
+
+CompileRequest q4_matmul_winner_request(const Q4MatmulConfig& cfg, const CompileTarget& target) {
+  return q4_matmul_requests({cfg}, target, 1).front();
+}
+
+Result<std::string> record_winner_kernel(KernelService& service, const Q4MatmulConfig& cfg,
+                                         const CompileTarget& target) {
+  Result<CompiledKernel> kernel = service.get(q4_matmul_winner_request(cfg, target));
+  if (!kernel.ok()) return kernel.error();
+  return kernel.value().key;
 }
 
 }  // namespace q4jit

@@ -104,7 +104,7 @@ void tune_twice(Gpu& gpu, const std::vector<TuneShape>& shapes, double budget) {
       select_target(gpu.backend->current_device().sm(), gpu.compiler->supported_archs());
   for (const ProblemOutcome& outcome : again) {
     const Q4MatmulConfig cfg = q4_matmul_configs_by_name().at(outcome.winner.config);
-    const Result<CompiledKernel> kernel = warm.get(q4_matmul_requests({cfg}, target, 1).front());
+    const Result<CompiledKernel> kernel = warm.get(q4_matmul_winner_request(cfg, target));
     ASSERT_TRUE(kernel.ok()) << outcome.winner.config << ": " << kernel.error().what();
     EXPECT_TRUE(kernel.value().from_store);
     EXPECT_EQ(kernel.value().key, outcome.winner.kernel_key);
