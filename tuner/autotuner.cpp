@@ -127,12 +127,7 @@ class TuneRun {
   Clock::time_point start_ = Clock::now();
   std::map<std::string, Result<Q4MatmulKernel>> kernels_;
   std::map<std::string, std::optional<CandidateVerdict>> after_compile_;
-  // Winner compiles so far (store hits included, as winners repeat): their mean is reserved.
-  double winner_compile_seconds_ = 0;
-  int winner_compiles_ = 0;
-  double winner_compile_estimate() const {
-    return winner_compiles_ > 0 ? winner_compile_seconds_ / winner_compiles_ : 0.5;
-  }
+  double winner_compile_seconds_ = 0.5;  // the longest winner compile seen: reserved per problem
 };
 
 // Candidate indices in validation order: the default first, then a fixed shuffle per problem, so
@@ -153,8 +148,7 @@ void TuneRun::store_winner(ProblemOutcome& outcome, WinnerRecord winner) {
   const CompileTarget target = select_target(device_.sm(), service_.compiler().supported_archs());
   const Result<std::string> key =
       record_winner_kernel(service_, q4_matmul_configs_by_name().at(winner.config), target);
-  winner_compile_seconds_ += seconds_since(compile_start);
-  ++winner_compiles_;
+  winner_compile_seconds_ = std::max(winner_compile_seconds_, seconds_since(compile_start));
   winner.kernel_key = key.ok() ? key.value() : "";
   if (!key.ok()) say(winner.config + ": winner not compiled alone: " + key.error().what());
   db_.save_winner(outcome.key, winner);
@@ -371,16 +365,14 @@ void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seco
     return samples;
   };
   // Size the first round from what one repetition costs here: it gets a third of what is left
-  // after reserving two final rounds and the winner's compile; halving stops at the share. The
-  // reserve is at most half the share, so one slow compile cannot leave later problems untimed.
+  // after reserving two final rounds and the winner's compile; halving stops at the share.
   SelectionOptions selection_options;
-  double reserve = std::min(winner_compile_estimate(), 0.25 * seconds);
+  double reserve = winner_compile_seconds_;
   if (!survivors.empty()) {
     const Clock::time_point probe_start = Clock::now();
     time_config(survivors.front(), 1);
     const double repetition_seconds = seconds_since(probe_start);
     reserve += 2.0 * (selection_options.finalists + 1) * repetition_seconds;
-    reserve = std::min(reserve, 0.5 * seconds);
     const double left = seconds - seconds_since(problem_start) - reserve;
     const double fits = std::floor(left / (3 * std::max(repetition_seconds, 1e-6)));
     const size_t first_round = size_t(std::clamp(fits, 1.0, double(survivors.size())));
