@@ -64,7 +64,8 @@ GptqLinear random_linear(int K, int N, int group_size, bool act_order, std::mt19
   linear.qzeros.assign(size_t(linear.G) * (N / 8), 0x77777777);
   std::uniform_real_distribution<float> scale(0.5f, 1.5f);
   linear.scales.resize(size_t(linear.G) * N);
-  for (uint16_t& value : linear.scales) value = float_to_half(scale(rng) / (8.0f * std::sqrt(float(K))));
+  for (uint16_t& value : linear.scales)
+    value = float_to_half(scale(rng) / (8.0f * std::sqrt(float(K))));
   if (act_order) {
     std::vector<int32_t> g_idx(K);
     for (int k = 0; k < K; ++k) g_idx[k] = (k * 7919) % linear.G;  // every group group_size rows
@@ -95,7 +96,8 @@ class Bench {
   template <typename T>
   DeviceBuffer upload(const std::vector<T>& host) {
     DeviceBuffer buffer = backend_.allocate(std::max<size_t>(host.size() * sizeof(T), 16));
-    if (!host.empty()) backend_.copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
+    if (!host.empty())
+      backend_.copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
     return buffer;
   }
   std::vector<Row> bench_rows(int M, const GptqLinear& linear, const std::vector<float>& weight,
@@ -108,7 +110,8 @@ class Bench {
   double ceiling_ = 0;
 };
 
-std::vector<Row> Bench::bench_rows(int M, const GptqLinear& linear, const std::vector<float>& weight,
+std::vector<Row> Bench::bench_rows(int M, const GptqLinear& linear,
+                                   const std::vector<float>& weight,
                                    const std::vector<Q4MatmulKernel>& kernels,
                                    const std::vector<WeightCopy>& copies, int64_t weight_bytes) {
   const int K = linear.K, N = linear.N;
@@ -117,26 +120,29 @@ std::vector<Row> Bench::bench_rows(int M, const GptqLinear& linear, const std::v
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
   std::vector<uint16_t> x(size_t(M) * K);
   std::vector<float> x_float(x.size());
-  for (size_t i = 0; i < x.size(); ++i) x_float[i] = half_to_float(x[i] = float_to_half(value(rng)));
+  for (size_t i = 0; i < x.size(); ++i)
+    x_float[i] = half_to_float(x[i] = float_to_half(value(rng)));
   std::vector<float> want(size_t(M) * N);
   ref::matmul(x_float.data(), weight.data(), want.data(), M, K, N);
 
   int64_t workspace_bytes = 16;
-  for (const Q4MatmulKernel& kernel : kernels) workspace_bytes = std::max(workspace_bytes, workspace(kernel.config, shape).bytes);
+  for (const Q4MatmulKernel& kernel : kernels)
+    workspace_bytes = std::max(workspace_bytes, workspace(kernel.config, shape).bytes);
   DeviceBuffer x_device = upload(x), out = backend_.allocate(want.size() * 2);
   DeviceBuffer scratch = backend_.allocate(static_cast<size_t>(workspace_bytes));
   backend_.memset(scratch.raw(), 0, static_cast<size_t>(workspace_bytes), {});
   auto operands = [&](int copy) {
     const WeightCopy& w = copies[copy];
-    return Q4MatmulOperands{out.raw(), x_device.raw(), w.x_map.raw(), w.qweight.raw(), w.scales.raw(),
-                            w.qzeros.raw(), scratch.raw()};
+    return Q4MatmulOperands{out.raw(),      x_device.raw(), w.x_map.raw(), w.qweight.raw(),
+                            w.scales.raw(), w.qzeros.raw(), scratch.raw()};
   };
   std::vector<Row> rows;
   std::vector<uint16_t> got(want.size());
   for (const Q4MatmulKernel& kernel : kernels) {
     if (!legal(kernel.config, backend_.current_device(), shape)) continue;
     // Each config's zeroed area (its layout differs, and two-pass leaves partials behind).
-    backend_.memset(scratch.raw(), 0, static_cast<size_t>(workspace(kernel.config, shape).zeroed_bytes), {});
+    backend_.memset(scratch.raw(), 0,
+                    static_cast<size_t>(workspace(kernel.config, shape).zeroed_bytes), {});
     backend_.memset(out.raw(), 0xff, want.size() * 2, {});
     launch_q4_matmul(backend_, kernel, shape, operands(0), {});
     backend_.copy_to_host(got.data(), out.raw(), got.size() * 2, {});
@@ -149,13 +155,16 @@ std::vector<Row> Bench::bench_rows(int M, const GptqLinear& linear, const std::v
     }
     Row row{M, to_string(kernel.config), 0, 0, 0, std::sqrt(diff / norm)};
     if (!(row.error <= tolerance(kernel.config))) {
-      std::fprintf(stderr, "q4jit: bench-kernels: %s at M=%d fails validation (relative error %.2e); not timed\n",
-                   row.config.c_str(), M, row.error);
+      std::fprintf(
+          stderr,
+          "q4jit: bench-kernels: %s at M=%d fails validation (relative error %.2e); not timed\n",
+          row.config.c_str(), M, row.error);
       continue;
     }
-    const Timing timing = time_calls(backend_, static_cast<int>(copies.size()), [&](int copy, StreamView stream) {
-      launch_q4_matmul(backend_, kernel, shape, operands(copy), stream);
-    });
+    const Timing timing =
+        time_calls(backend_, static_cast<int>(copies.size()), [&](int copy, StreamView stream) {
+          launch_q4_matmul(backend_, kernel, shape, operands(copy), stream);
+        });
     row.us = timing.median_us;
     row.tbps = weight_bytes / (row.us * 1e-6) / 1e12;
     row.fraction = row.tbps * 1e12 / ceiling_;
@@ -200,16 +209,22 @@ void Bench::run() {
   std::mt19937 rng(1);
   const GptqLinear linear = random_linear(K, N, group_size, args_.act_order, rng);
   const std::vector<float> weight = dequantize_gptq(linear);
-  const int64_t weight_bytes = int64_t(linear.qweight.size() + linear.qzeros.size() + linear.x_map.size()) * 4 +
-                               int64_t(linear.scales.size()) * 2;
+  const int64_t weight_bytes =
+      int64_t(linear.qweight.size() + linear.qzeros.size() + linear.x_map.size()) * 4 +
+      int64_t(linear.scales.size()) * 2;
   std::vector<WeightCopy> copies(copies_beyond_cache(device, weight_bytes));
   for (WeightCopy& copy : copies) {
-    copy = {upload(linear.qweight), upload(linear.scales), upload(linear.qzeros), upload(linear.x_map)};
+    copy = {upload(linear.qweight), upload(linear.scales), upload(linear.qzeros),
+            upload(linear.x_map)};
   }
 
-  nlohmann::json report = {{"device", device.name},       {"K", K}, {"N", N},
-                           {"group_size", group_size},    {"act_order", args_.act_order},
-                           {"weight_bytes", weight_bytes}, {"weight_copies", copies.size()},
+  nlohmann::json report = {{"device", device.name},
+                           {"K", K},
+                           {"N", N},
+                           {"group_size", group_size},
+                           {"act_order", args_.act_order},
+                           {"weight_bytes", weight_bytes},
+                           {"weight_copies", copies.size()},
                            {"ceiling_tbps", ceiling_ / 1e12}};
   report["results"] = nlohmann::json::array();
   if (!args_.json) {
@@ -221,18 +236,23 @@ void Bench::run() {
     const std::vector<Row> rows = bench_rows(M, linear, weight, kernels, copies, weight_bytes);
     nlohmann::json per_m = nlohmann::json::array();
     for (const Row& row : rows) {
-      per_m.push_back({{"config", row.config}, {"us", row.us}, {"tbps", row.tbps},
-                       {"fraction", row.fraction}, {"relative_error", row.error}});
+      per_m.push_back({{"config", row.config},
+                       {"us", row.us},
+                       {"tbps", row.tbps},
+                       {"fraction", row.fraction},
+                       {"relative_error", row.error}});
     }
     report["results"].push_back({{"M", M}, {"configs", per_m}});
     if (args_.json) continue;
     std::printf("\nM=%d: %zu configurations, best first\n", M, rows.size());
     for (size_t i = 0; i < rows.size() && int(i) < args_.top; ++i) {
-      std::printf("  %-40s %9.2f us %6.3f TB/s %5.1f%% of ceiling  err %.1e\n", rows[i].config.c_str(),
-                  rows[i].us, rows[i].tbps, 100 * rows[i].fraction, rows[i].error);
+      std::printf("  %-40s %9.2f us %6.3f TB/s %5.1f%% of ceiling  err %.1e\n",
+                  rows[i].config.c_str(), rows[i].us, rows[i].tbps, 100 * rows[i].fraction,
+                  rows[i].error);
     }
     if (!rows.empty()) {
-      std::printf("best M=%d: %s %.2f us %.3f TB/s\n", M, rows[0].config.c_str(), rows[0].us, rows[0].tbps);
+      std::printf("best M=%d: %s %.2f us %.3f TB/s\n", M, rows[0].config.c_str(), rows[0].us,
+                  rows[0].tbps);
     }
   }
   if (args_.json) std::printf("%s\n", report.dump().c_str());
@@ -259,9 +279,11 @@ void add_bench_kernels_command(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* bench = app.add_subcommand(
       "bench-kernels", "Validate and time every q4_matmul configuration on one weight shape (GPU)");
-  bench->add_option("--shape", args->shape, "K,N: in_features,out_features, e.g. 4096,12288")->required();
+  bench->add_option("--shape", args->shape, "K,N: in_features,out_features, e.g. 4096,12288")
+      ->required();
   bench->add_option("--m", args->rows, "Comma-separated rows of x to time (default 1,2,4,8,16)");
-  bench->add_option("--group-size", args->group_size, "Rows per group; 0 for no-group (default 128)");
+  bench->add_option("--group-size", args->group_size,
+                    "Rows per group; 0 for no-group (default 128)");
   bench->add_flag("--act-order", args->act_order, "Act-order weights (rows sorted, x gathered)");
   bench->add_flag("--json", args->json, "Print one JSON object instead of text");
   bench->add_option("--top", args->top, "Configurations printed per M (default 10)");

@@ -43,12 +43,14 @@ void add_sampling_options(CLI::App& command, GenerateArgs& args) {
   command.add_option("--typical", sampling.typical, "Locally typical sampling mass (1: off)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  command.add_option("--repetition-penalty", sampling.repetition_penalty,
-                     "Penalty for tokens already seen (1: off; 1.1 to 1.2 is typical)")
+  command
+      .add_option("--repetition-penalty", sampling.repetition_penalty,
+                  "Penalty for tokens already seen (1: off; 1.1 to 1.2 is typical)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command.add_option("--repetition-range", sampling.repetition_range,
-                     "How many recent tokens the penalty looks at (0: all)")
+  command
+      .add_option("--repetition-range", sampling.repetition_range,
+                  "How many recent tokens the penalty looks at (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   command.add_option("--seed", sampling.seed, "Random seed (default: a new one each run)")
@@ -94,10 +96,9 @@ void run_generate(GenerateArgs& args) {
         std::fflush(stdout);
       });
   if (args.json) {
-    std::printf("%s\n",
-                to_json(args, result, *engine)
-                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                    .c_str());
+    std::printf("%s\n", to_json(args, result, *engine)
+                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                            .c_str());
     return;
   }
   std::printf("\n");
@@ -115,23 +116,25 @@ void run_generate(GenerateArgs& args) {
 
 void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
-  CLI::App* command = app.add_subcommand(
-      "generate", "Continue a prompt, streaming the text as it is generated");
+  CLI::App* command =
+      app.add_subcommand("generate", "Continue a prompt, streaming the text as it is generated");
   command->add_option("-m,--model", args->model_dir, "Model folder")->required();
   command->add_option("-p,--prompt", args->prompt, "The prompt")->required();
-  command->add_option("-n,--max-new-tokens", args->options.max_new_tokens,
-                      "Most tokens to generate")
+  command
+      ->add_option("-n,--max-new-tokens", args->options.max_new_tokens, "Most tokens to generate")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   add_sampling_options(*command, *args);
   command->add_option("--stop", args->options.stop_strings,
                       "Stop when the text contains this string (repeatable)");
-  command->add_flag("--ignore-eos", [args](int64_t) { args->options.stop_at_eos = false; },
-                    "Keep generating past the end-of-sequence token");
+  command->add_flag(
+      "--ignore-eos", [args](int64_t) { args->options.stop_at_eos = false; },
+      "Keep generating past the end-of-sequence token");
   command->add_flag("--no-bos", args->no_bos, "Do not prepend the BOS token to the prompt");
   command->add_flag("--no-echo", args->no_echo, "Print only the generated text, not the prompt");
-  command->add_option("--max-seq-len", args->max_seq_len,
-                      "KV cache length (default: prompt + max-new-tokens, at most the model's)")
+  command
+      ->add_option("--max-seq-len", args->max_seq_len,
+                   "KV cache length (default: prompt + max-new-tokens, at most the model's)")
       ->check(CLI::PositiveNumber);
   add_device_option(*command, args->device);
   command->add_flag("--json", args->json,

@@ -79,8 +79,9 @@ void print_text(const Model& model) {
 void add_info_command(CLI::App& app) {
   auto args = std::make_shared<InfoArgs>();
   CLI::App* command = app.add_subcommand(
-      "info", "Show a model's architecture, quantization (group size, act-order, sym/asym), "
-              "parameter and byte counts");
+      "info",
+      "Show a model's architecture, quantization (group size, act-order, sym/asym), "
+      "parameter and byte counts");
   command->add_option("-m,--model", args->model_dir, "Model folder (config.json, *.safetensors)")
       ->required();
   command->add_flag("--json", args->json, "Print one JSON object instead of text");

@@ -32,14 +32,11 @@ void run_perplexity(const PerplexityArgs& args) {
       perplexity(*engine, chunks, [&progress](int done, int) { progress.update(done); });
   progress.finish();
   if (args.json) {
-    const nlohmann::json out = {{"model", args.model_dir},
-                                {"data", args.data},
-                                {"device", engine->device_name()},
-                                {"chunk_size", window},
-                                {"chunks", result.chunks},
-                                {"tokens_scored", result.tokens_scored},
-                                {"nll_sum", result.nll_sum},
-                                {"perplexity", result.perplexity}};
+    const nlohmann::json out = {
+        {"model", args.model_dir},         {"data", args.data},
+        {"device", engine->device_name()}, {"chunk_size", window},
+        {"chunks", result.chunks},         {"tokens_scored", result.tokens_scored},
+        {"nll_sum", result.nll_sum},       {"perplexity", result.perplexity}};
     std::printf("%s\n", out.dump().c_str());
     return;
   }
@@ -59,19 +56,22 @@ void add_perplexity_command(CLI::App& app) {
   command->add_option("--data", args->data, "A .jsonl file of {\"text\": ...} records, or text")
       ->required()
       ->check(CLI::ExistingFile);
-  command->add_option("--chunk-size", args->options.chunk_size,
-                      "Tokens per chunk (at most the model's max positions)")
+  command
+      ->add_option("--chunk-size", args->options.chunk_size,
+                   "Tokens per chunk (at most the model's max positions)")
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();
   command->add_option("--chunks", args->options.chunks, "Most chunks to score (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  command->add_option("--overlap", args->options.overlap,
-                      "Plain text: tokens shared by consecutive windows")
+  command
+      ->add_option("--overlap", args->options.overlap,
+                   "Plain text: tokens shared by consecutive windows")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  command->add_option("--min-length", args->options.min_length,
-                      "JSONL: skip records whose text has this many characters or fewer")
+  command
+      ->add_option("--min-length", args->options.min_length,
+                   "JSONL: skip records whose text has this many characters or fewer")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   add_device_option(*command, args->device);

@@ -20,8 +20,8 @@ void Progress::update(int done, const std::string& extra) {
   if (!terminal_ && decile == last_decile_) return;
   last_decile_ = decile;
   std::fprintf(stderr, "%s%s %d/%d  %.0f s elapsed, ETA %.0f s%s%s%s", terminal_ ? "\r" : "",
-               label_.c_str(), done, total_, elapsed, eta, extra.empty() ? "" : "  ",
-               extra.c_str(), terminal_ ? "\033[K" : "\n");
+               label_.c_str(), done, total_, elapsed, eta, extra.empty() ? "" : "  ", extra.c_str(),
+               terminal_ ? "\033[K" : "\n");
   std::fflush(stderr);
 }
 

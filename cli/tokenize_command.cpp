@@ -35,8 +35,7 @@ void run_tokenize(const TokenizeArgs& args) {
 
 void add_tokenize_command(CLI::App& app) {
   auto args = std::make_shared<TokenizeArgs>();
-  CLI::App* command =
-      app.add_subcommand("tokenize", "Show the token ids and pieces of a text");
+  CLI::App* command = app.add_subcommand("tokenize", "Show the token ids and pieces of a text");
   command->add_option("-m,--model", args->model_dir, "Model folder (its tokenizer.model)")
       ->required();
   command->add_option("text", args->text, "Text to tokenize")->required();

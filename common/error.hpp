@@ -67,7 +67,7 @@ class Result {
 
 // Throws q4jit::Error with the message when the condition is false. For invariants of input data,
 // not for programming errors inside one function (use assert for those).
-#define Q4JIT_CHECK(condition, message)                  \
-  do {                                                   \
-    if (!(condition)) throw ::q4jit::Error((message));   \
+#define Q4JIT_CHECK(condition, message)                \
+  do {                                                 \
+    if (!(condition)) throw ::q4jit::Error((message)); \
   } while (0)

@@ -16,7 +16,7 @@ struct QuantizationConfig {
   int group_size = -1;    // -1: one group over all of K (no-group model)
   bool desc_act = false;  // act-order
   bool sym = true;
-  std::string source;     // the file it was read from, for error messages
+  std::string source;  // the file it was read from, for error messages
 };
 
 struct RopeScaling {

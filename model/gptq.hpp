@@ -41,8 +41,12 @@ struct GptqLinear {
   std::vector<int32_t> x_map;    // [K] sorted row -> original row; empty unless act_order
 
   // Stored 4-bit value at sorted row s (== original row when !act_order).
-  int q_sorted(int s, int n) const { return (qweight[size_t(s / 8) * N + n] >> (4 * (s % 8))) & 15; }
-  int zero(int g, int n) const { return ((qzeros[size_t(g) * (N / 8) + n / 8] >> (4 * (n % 8))) & 15) + 1; }
+  int q_sorted(int s, int n) const {
+    return (qweight[size_t(s / 8) * N + n] >> (4 * (s % 8))) & 15;
+  }
+  int zero(int g, int n) const {
+    return ((qzeros[size_t(g) * (N / 8) + n / 8] >> (4 * (n % 8))) & 15) + 1;
+  }
 };
 
 // Loads "<prefix>.qweight" etc. from the set and checks every invariant above against K and N

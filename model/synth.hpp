@@ -11,10 +11,10 @@
 namespace q4jit {
 
 struct SynthSpec {
-  LlamaConfig config;      // shapes; config.quantization decides fp16 vs GPTQ
+  LlamaConfig config;  // shapes; config.quantization decides fp16 vs GPTQ
   uint64_t seed = 1;
-  int shards = 1;          // > 1 writes model.safetensors.index.json
-  bool write_g_idx = true; // GPTQ: write g_idx even when sequential (as AutoGPTQ does)
+  int shards = 1;           // > 1 writes model.safetensors.index.json
+  bool write_g_idx = true;  // GPTQ: write g_idx even when sequential (as AutoGPTQ does)
 };
 
 // A tiny configuration (hidden 64, 2 layers, vocab of the tokenizer given) for unit tests.

@@ -31,7 +31,7 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  std::vector<uint16_t> embed;    // [vocab, hidden] fp16 bits
+  std::vector<uint16_t> embed;  // [vocab, hidden] fp16 bits
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [hidden]
   std::vector<uint16_t> lm_head;  // [vocab, hidden] fp16 bits; empty when tied to embed

@@ -22,7 +22,8 @@ Timing summarize(std::vector<double> per_call_us, int calls) {
 
 int copies_beyond_cache(const DeviceInfo& device, int64_t bytes_per_copy) {
   const int64_t target = std::max<int64_t>(2 * device.l2_bytes, int64_t(256) << 20);
-  return static_cast<int>(std::max<int64_t>(2, (target + bytes_per_copy - 1) / std::max<int64_t>(bytes_per_copy, 1)));
+  return static_cast<int>(
+      std::max<int64_t>(2, (target + bytes_per_copy - 1) / std::max<int64_t>(bytes_per_copy, 1)));
 }
 
 Timing time_calls(Backend& backend, int copies,

@@ -13,16 +13,16 @@
 namespace q4jit {
 
 struct MeasureOptions {
-  int warmup_launches = 2;      // graph launches before timing
-  int timed_launches = 15;      // graph launches timed; the median is reported
-  int min_calls_per_graph = 40; // calls captured in one graph (at least two rounds of copies)
+  int warmup_launches = 2;       // graph launches before timing
+  int timed_launches = 15;       // graph launches timed; the median is reported
+  int min_calls_per_graph = 40;  // calls captured in one graph (at least two rounds of copies)
 };
 
 struct Timing {
   double median_us = 0;  // per call
   double min_us = 0;
   double max_us = 0;
-  int calls = 0;         // calls timed in all
+  int calls = 0;  // calls timed in all
 };
 
 // Copies of an operand set of `bytes_per_copy` needed so they exceed twice the L2 and 256 MB.

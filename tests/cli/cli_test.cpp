@@ -14,7 +14,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string quote(const fs::path& path) { return "'" + path.string() + "'"; }
+std::string quote(const fs::path& path) {
+  return "'" + path.string() + "'";
+}
 
 int count_lines(const std::string& text) {
   int lines = 0;
@@ -35,8 +37,8 @@ void expect_one_line_error(const CommandResult& result, const std::string& names
 TEST(Cli, EveryCommandHasHelp) {
   const CommandResult top = run_q4jit("--help");
   ASSERT_EQ(top.exit_code, 0) << top.err;
-  for (const char* command : {"info", "tokenize", "generate", "perplexity", "devices", "kernels",
-                              "cache"}) {
+  for (const char* command :
+       {"info", "tokenize", "generate", "perplexity", "devices", "kernels", "cache"}) {
     EXPECT_NE(top.out.find(command), std::string::npos) << command;
     const CommandResult help = run_q4jit(std::string(command) + " --help");
     EXPECT_EQ(help.exit_code, 0) << command;
@@ -69,8 +71,8 @@ TEST(Cli, GreedyGenerationOnTheDefaultModelIsReproducible) {
 }
 
 TEST(Cli, StreamedTextKeepsTheSpaceAfterThePrompt) {
-  const CommandResult result = run_q4jit("generate --greedy -n 8 --device cpu -p 'In the beginning' -m " +
-                                         quote(default_model_dir()));
+  const CommandResult result = run_q4jit(
+      "generate --greedy -n 8 --device cpu -p 'In the beginning' -m " + quote(default_model_dir()));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   ASSERT_GT(result.out.size(), std::string("In the beginning").size());
   EXPECT_EQ(result.out.rfind("In the beginning ", 0), 0u) << result.out;
@@ -107,7 +109,8 @@ TEST(Cli, MissingTensor) {
   TempDir dir;
   write_tiny_model(dir.path(), 32, false);
   edit_tensors(dir / "model.safetensors", [](std::vector<RawTensor>& tensors) {
-    std::erase_if(tensors, [](const RawTensor& t) { return t.name.ends_with("0.mlp.up_proj.scales"); });
+    std::erase_if(tensors,
+                  [](const RawTensor& t) { return t.name.ends_with("0.mlp.up_proj.scales"); });
   });
   expect_one_line_error(run_q4jit("generate -p hi -m " + quote(dir.path())), "up_proj.scales");
 }
@@ -118,9 +121,9 @@ TEST(Cli, ConfigMissingAField) {
   nlohmann::json config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
   config.erase("hidden_size");
   std::ofstream(dir / "config.json") << config.dump();
-  expect_one_line_error(run_q4jit("perplexity --data " + quote(dir / "config.json") + " -m " +
-                                  quote(dir.path())),
-                        "hidden_size");
+  expect_one_line_error(
+      run_q4jit("perplexity --data " + quote(dir / "config.json") + " -m " + quote(dir.path())),
+      "hidden_size");
 }
 
 TEST(Cli, CorruptTokenizer) {
@@ -131,9 +134,10 @@ TEST(Cli, CorruptTokenizer) {
 }
 
 TEST(Cli, PromptLongerThanTheCache) {
-  const CommandResult result = run_q4jit("generate --device cpu --max-seq-len 4 -p 'one two three "
-                                         "four five six seven eight' -m " +
-                                         quote(default_model_dir()));
+  const CommandResult result = run_q4jit(
+      "generate --device cpu --max-seq-len 4 -p 'one two three "
+      "four five six seven eight' -m " +
+      quote(default_model_dir()));
   expect_one_line_error(result, "prompt");
 }
 

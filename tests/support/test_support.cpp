@@ -25,7 +25,9 @@ std::optional<fs::path> shared_dir() {
   return std::nullopt;
 }
 
-fs::path default_model_dir() { return fs::path(Q4JIT_SOURCE_DIR) / "models" / "fixture"; }
+fs::path default_model_dir() {
+  return fs::path(Q4JIT_SOURCE_DIR) / "models" / "fixture";
+}
 
 fs::path fixture(const std::string& name) {
   return fs::path(Q4JIT_SOURCE_DIR) / "tests" / "fixtures" / name;

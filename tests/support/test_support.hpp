@@ -47,8 +47,9 @@ CommandResult run_q4jit(const std::string& arguments);
 }  // namespace q4jit::test
 
 // Skips the current test with a visible reason when ../shared is absent; else binds `var`.
-#define Q4JIT_REQUIRE_SHARED(var)                                                   \
-  const auto var##_opt = ::q4jit::test::shared_dir();                               \
-  if (!var##_opt) GTEST_SKIP() << "../shared not found (set Q4JIT_SHARED_DIR): "    \
-                                  "golden comparisons skipped";                     \
+#define Q4JIT_REQUIRE_SHARED(var)                                  \
+  const auto var##_opt = ::q4jit::test::shared_dir();              \
+  if (!var##_opt)                                                  \
+    GTEST_SKIP() << "../shared not found (set Q4JIT_SHARED_DIR): " \
+                    "golden comparisons skipped";                  \
   const std::filesystem::path var = *var##_opt
