@@ -32,6 +32,7 @@
 #include "model/ref/cpu_engine.hpp"
 #include "runtime/kernel_service.hpp"
 #include "runtime/platform.hpp"
+#include "tests/kernels/kernel_test_support.hpp"
 
 namespace q4jit {
 namespace {
@@ -209,17 +210,11 @@ struct Kernel {
   Function function;
 };
 
-class OpsGpu : public ::testing::Test {
+class OpsGpu : public test::GpuTest {
  protected:
   void SetUp() override {
-    auto opened = open_gpu_backend();
-    if (!opened) GTEST_SKIP() << opened.error().what();
-    backend_ = std::move(opened.value());
-    if (backend_->device_count() == 0) GTEST_SKIP() << "no GPU: the backend reports no device";
-    backend_->select_device(0);
-    auto compiler = open_compiler();
-    if (!compiler) GTEST_SKIP() << "no NVRTC: " << compiler.error().what();
-    compiler_ = std::move(compiler.value());
+    test::GpuTest::SetUp();  // device 0 and NVRTC, or a skip with the printed reason
+    if (IsSkipped()) return;
     started_ = std::chrono::steady_clock::now();
   }
   const DeviceInfo& device() const { return backend_->current_device(); }
@@ -248,13 +243,6 @@ class OpsGpu : public ::testing::Test {
     return kernels;
   }
 
-  template <typename T>
-  DeviceBuffer upload(const std::vector<T>& host) {
-    DeviceBuffer buffer = backend_->allocate(std::max<size_t>(host.size() * sizeof(T), 16));
-    if (!host.empty())
-      backend_->copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
-    return buffer;
-  }
   // A buffer of `bytes` filled with 0xff: NaN as fp16 and as fp32.
   DeviceBuffer poisoned(size_t bytes) {
     DeviceBuffer buffer = backend_->allocate(std::max<size_t>(bytes, 16));
@@ -294,8 +282,6 @@ class OpsGpu : public ::testing::Test {
     return backend_->elapsed_ms(start, end) * 1000.0 / 20;
   }
 
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Compiler> compiler_;
   std::chrono::steady_clock::time_point started_;
   int64_t launches_ = 0;
   double worst_ = 0;

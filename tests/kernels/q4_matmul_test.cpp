@@ -28,6 +28,7 @@
 #include "model/gptq.hpp"
 #include "model/ref/cpu_engine.hpp"
 #include "runtime/platform.hpp"
+#include "tests/kernels/kernel_test_support.hpp"
 #include "tuner/q4_matmul_runner.hpp"
 
 namespace q4jit {
@@ -215,28 +216,8 @@ struct DeviceLayer {
   DeviceBuffer qweight, scales, qzeros, x_map;
 };
 
-class Q4MatmulGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto opened = open_gpu_backend();
-    if (!opened) GTEST_SKIP() << opened.error().what();
-    backend_ = std::move(opened.value());
-    if (backend_->device_count() == 0) GTEST_SKIP() << "no GPU: the backend reports no device";
-    backend_->select_device(0);
-    auto compiler = open_compiler();
-    if (!compiler) GTEST_SKIP() << "no NVRTC: " << compiler.error().what();
-    compiler_ = std::move(compiler.value());
-  }
-  template <typename T>
-  DeviceBuffer upload(const std::vector<T>& host) {
-    DeviceBuffer buffer = backend_->allocate(std::max<size_t>(host.size() * sizeof(T), 16));
-    if (!host.empty())
-      backend_->copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
-    return buffer;
-  }
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Compiler> compiler_;
-};
+// Device 0 and NVRTC, or a skip with the printed reason (shared with the other kernel suites).
+class Q4MatmulGpu : public test::GpuTest {};
 
 struct SweepTally {
   int64_t launches = 0, failures = 0;
