@@ -1,0 +1,64 @@
+// Which kernel runs one GPTQ linear layer of a weight shape at M rows on this device, and with
+// which configuration: the q4_matmul GEMV family (few rows), the q4_mma tensor-core GEMM, or
+// dequantize_q4 + gemm_f16. Tuned winners and tuned row thresholds come from the tuning database
+// when it has them; otherwise the built-in defaults below. The engine asks once per shape and
+// row count it will run, at load, so a warm start reads the database and compiles nothing new.
+// Not here: tuning (autotuner.hpp), loading and launching (the runners, the engine).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "cache/tuning_db.hpp"
+#include "kernel_sources/dequantize_q4.hpp"
+#include "kernel_sources/gemm_f16.hpp"
+#include "kernel_sources/q4_matmul.hpp"
+#include "kernel_sources/q4_mma.hpp"
+#include "runtime/device_info.hpp"
+#include "tuner/problem_key.hpp"
+
+namespace q4jit {
+
+enum class MatmulPath {
+  gemv,          // q4_matmul: reads the packed weights once per rows_per_block rows of x
+  mma,           // q4_mma: dequantizes tiles in registers, tensor cores (sm_80+)
+  dequant_gemm,  // dequantize_q4 to an fp16 scratch matrix, then gemm_f16 (sm_80+)
+};
+std::string to_string(MatmulPath path);  // "gemv", "mma", "dequant_gemm"
+
+struct MatmulChoice {
+  MatmulPath path = MatmulPath::gemv;
+  Q4MatmulConfig gemv;          // used when path == gemv
+  Q4MmaConfig mma;              // used when path == mma
+  DequantizeConfig dequantize;  // used when path == dequant_gemm
+  GemmConfig gemm;              // used when path == dequant_gemm
+  bool tuned = false;           // the configuration is a stored winner, not the default
+  std::string kernel_key;       // the winner's kernel-store key when tuned, else empty
+
+  // "gemv bt256.cpt4.lw128.ks256.mb1.xs.f32.at.p4 (tuned)"
+  std::string describe() const;
+};
+
+class MatmulChooser {
+ public:
+  // db may be null (or read-only, or without rows for this device): defaults only.
+  MatmulChooser(const TuningDb* db, DeviceFingerprint fingerprint, DeviceInfo device);
+
+  // The kernel for `shape` at M rows. Always legal for the shape on this device.
+  MatmulChoice choose(const MatmulShapeKey& shape, int64_t M) const;
+
+  // Defaults without the database: gemv up to kDefaultGemvMaxRows rows (or on GPUs older than
+  // sm_80, which lack the tensor-core families), q4_mma above.
+  static constexpr int64_t kDefaultGemvMaxRows = 8;
+
+ private:
+  MatmulChoice default_choice(const MatmulShapeKey& shape, int64_t M) const;
+  bool tuned_gemv(const MatmulShapeKey& shape, int64_t M, MatmulChoice& choice) const;
+
+  const TuningDb* db_;
+  DeviceFingerprint fingerprint_;
+  DeviceInfo device_;
+  std::string gemv_source_hash_;
+};
+
+}  // namespace q4jit
