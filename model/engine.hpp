@@ -11,6 +11,13 @@
 
 namespace q4jit {
 
+// Device memory an engine holds, in bytes (host bytes for the CPU engine); zeros when unknown.
+struct MemoryUse {
+  int64_t weights_bytes = 0;
+  int64_t cache_bytes = 0;  // the KV cache at max_positions()
+  int64_t workspace_bytes = 0;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -29,6 +36,9 @@ class Engine {
   // fp32 logits: [T, vocab] when all_logits, else [1, vocab] for the last token. Error (naming the
   // limit) when position()+T > max_positions(), with the cache unchanged.
   virtual std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits) = 0;
+
+  // What the engine holds now, for q4jit bench; the default reports nothing known.
+  virtual MemoryUse memory_use() const { return {}; }
 };
 
 }  // namespace q4jit
