@@ -3,8 +3,8 @@
 #include <cstdio>
 
 #include "common/error.hpp"
+#include "model/gpu/gpu_engine.hpp"
 #include "model/ref/cpu_engine.hpp"
-#include "runtime/platform.hpp"
 
 namespace q4jit::cli {
 
@@ -12,28 +12,38 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
   command.add_option("--device", option.device, "Where the model runs: auto, cpu or gpu")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
       ->capture_default_str();
+  command
+      .add_option("--prefill-chunk", option.prefill_chunk,
+                  "GPU: tokens per prefill forward at most")
+      ->capture_default_str();
+  command.add_flag("--no-graphs", option.no_graphs, "GPU: run decode steps without CUDA graphs");
+  command.add_option("--tuning-db", option.tuning_db,
+                     "GPU: tuning database file (default $Q4JIT_TUNING_DB, else "
+                     "$XDG_CACHE_HOME/q4jit/tuning.sqlite3)");
 }
-
-namespace {
-
-// Why the GPU cannot run the model, or an empty string when it could. Until the GPU forward pass
-// lands (issue 6) a present GPU is still a reason: the message says so instead of pretending.
-std::string gpu_unavailable_reason() {
-  Result<std::unique_ptr<Backend>> backend = open_gpu_backend();
-  if (!backend) return backend.error().what();
-  return "a GPU is present, but this build has no GPU forward pass yet";
-}
-
-}  // namespace
 
 std::unique_ptr<Engine> make_engine(const Model& model, const DeviceOption& option,
                                     int max_positions) {
-  if (option.device != "cpu") {
-    const std::string reason = gpu_unavailable_reason();
+  if (option.device == "cpu") return std::make_unique<CpuEngine>(model, max_positions);
+  GpuEngineOptions options;
+  options.max_positions = max_positions;
+  options.prefill_chunk = option.prefill_chunk;
+  options.graphs = !option.no_graphs;
+  options.tuning_db = option.tuning_db;
+  options.force_path = option.force_path;
+  if (option.verbose) {
+    options.progress = [](const std::string& line) {
+      std::fprintf(stderr, "q4jit: %s\n", line.c_str());
+    };
+  }
+  try {
+    return std::make_unique<GpuEngine>(model, options);
+  } catch (const Error& error) {
     if (option.device == "gpu") {
-      throw Error("--device gpu: " + reason).with_hint("use --device cpu (or auto)");
+      throw Error("--device gpu: " + std::string(error.what()))
+          .with_hint("use --device cpu (or auto)");
     }
-    std::fprintf(stderr, "q4jit: %s; running on the CPU\n", reason.c_str());
+    std::fprintf(stderr, "q4jit: %s; running on the CPU\n", error.what());
   }
   return std::make_unique<CpuEngine>(model, max_positions);
 }

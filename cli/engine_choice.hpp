@@ -2,24 +2,32 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "model/engine.hpp"
 #include "model/weights.hpp"
+#include "tuner/matmul_choice.hpp"
 
 namespace q4jit::cli {
 
 struct DeviceOption {
   std::string device = "auto";
+  int prefill_chunk = 512;
+  bool no_graphs = false;
+  std::string tuning_db;
+  bool verbose = false;                  // loading steps on stderr
+  std::optional<MatmulPath> force_path;  // set by perplexity --validate
 };
 
-// Adds --device auto|cpu|gpu to a subcommand.
+// Adds --device auto|cpu|gpu and the GPU engine's options to a subcommand.
 void add_device_option(CLI::App& command, DeviceOption& option);
 
 // The engine for the choice. "auto" runs on the GPU when one can be used and says in one line on
-// stderr why not otherwise; "gpu" without a usable GPU is an Error.
+// stderr why not otherwise (no GPU, no NVRTC, out of memory...); "gpu" without a usable GPU is
+// an Error.
 std::unique_ptr<Engine> make_engine(const Model& model, const DeviceOption& option,
                                     int max_positions);
 

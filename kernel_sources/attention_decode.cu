@@ -5,10 +5,12 @@
 //
 // Layout:      q [H, D] fp16 (the token's rotated queries) | out [H, D] fp16
 //              key_cache, value_cache: one layer's [P_max, Hkv, D] fp16 (rope_cache.hpp); the
-//              query at position length-1 attends to positions 0 .. length-1.
+//              query at position length-1 attends to positions 0 .. length-1. length is read
+//              from device memory so that one captured graph serves every decode step.
 //              Query head h reads KV head h / (H / Hkv).
-// Geometry:    grid (H / kHeadsPerBlock, ceil(length / kSplit)), block (kThreads), static shared
-//              memory. Block (g, s) scores the kHeadsPerBlock query heads of group g, which share
+// Geometry:    grid (H / kHeadsPerBlock, splits), block (kThreads), static shared memory; splits
+//              >= ceil(length / kSplit) (splits past the length add nothing: maximum -inf, sum
+//              0). Block (g, s) scores the kHeadsPerBlock query heads of group g, which share
 //              one KV head (each key and value row is read once for all of them), against
 //              positions [s kSplit, (s+1) kSplit): a partial maximum, sum and unnormalized output
 //              per head go to the workspace, and the last block of group g to finish (a counter
@@ -28,8 +30,8 @@
 template <int kHeadDim = 128, int kSplit = 256, int kThreads = 128, int kHeadsPerBlock = 1>
 __global__ void __launch_bounds__(kThreads)
     attention_decode_kernel(__half* out, const __half* q, const __half* key_cache,
-                            const __half* value_cache, int* counters, float* partials, int length,
-                            int heads, int kv_heads, float scale) {
+                            const __half* value_cache, int* counters, float* partials,
+                            const int* length_in, int heads, int kv_heads, float scale) {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "kHeadDim: 64 or 128");
   static_assert(kSplit >= 64 && kSplit <= 1024 && (kSplit & (kSplit - 1)) == 0,
                 "kSplit: a power of two, 64 to 1024");
@@ -45,6 +47,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float accumulated[kHeadsPerBlock][kHeadDim];
   __shared__ bool last_block;
 
+  const int length = *length_in;
   const int h0 = blockIdx.x * kHeadsPerBlock;
   const int kv_head = h0 / (heads / kv_heads);
   const int split = blockIdx.y, splits = gridDim.y;

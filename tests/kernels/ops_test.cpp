@@ -518,24 +518,31 @@ TEST_F(OpsGpu, AttentionDecodeEveryConfig) {
       const std::vector<AttentionDecodeConfig> configs = space(device(), shape);
       ASSERT_FALSE(configs.empty()) << heads.name();
       int64_t workspace_bytes = 0;
-      for (const AttentionDecodeConfig& cfg : configs)
-        workspace_bytes = std::max(workspace_bytes, workspace(cfg, shape).bytes);
+      for (const AttentionDecodeConfig& cfg : configs) {
+        const AttentionDecodeShape wide{H, Hkv, D, length + 2 * cfg.split};
+        workspace_bytes = std::max(workspace_bytes, workspace(cfg, wide).bytes);
+      }
       // Partials poisoned, counters zero: each launch must leave its counters zero again.
       const DeviceBuffer scratch = poisoned(static_cast<size_t>(workspace_bytes));
       backend_->memset(scratch.raw(), 0,
                        static_cast<size_t>(workspace(configs[0], shape).partials_offset), {});
+      const DeviceBuffer length_device = upload(std::vector<int32_t>{length});
       for (const AttentionDecodeConfig& cfg : configs) {
         const AttentionDecodeWorkspace layout = workspace(cfg, shape);
         const AttentionDecodeGeometry g = geometry(cfg, shape);
+        // Run 2 launches two splits more than the length needs, as a graph captured for a
+        // longer length does: the extra splits must add nothing.
+        const AttentionDecodeWorkspace wide = workspace(cfg, {H, Hkv, D, length + 2 * cfg.split});
+        ASSERT_LE(wide.bytes, workspace_bytes) << to_string(cfg);
         for (int run = 0; run < 2; ++run) {
           const DeviceBuffer out = poisoned(size_t(H) * D * 2);
           launch_kernel(*backend_, kernels.at(name_expression(cfg)).function,
-                        launch_geometry(g.grid_x, g.grid_y, g.block_x), {}, out.raw(),
-                        q_device.raw(), keys.raw(), values.raw(), scratch.raw(),
-                        scratch.raw() + layout.partials_offset, length, H, Hkv,
+                        launch_geometry(g.grid_x, g.grid_y + (run == 1 ? 2 : 0), g.block_x), {},
+                        out.raw(), q_device.raw(), keys.raw(), values.raw(), scratch.raw(),
+                        scratch.raw() + layout.partials_offset, length_device.raw(), H, Hkv,
                         1.0f / std::sqrt(float(D)));
           check(to_string(cfg) + " " + heads.name() + " length " + std::to_string(length) +
-                    " run " + std::to_string(run + 1),
+                    (run == 1 ? " with 2 extra splits" : ""),
                 relative_error(to_floats(download<uint16_t>(out, want.size())), want));
         }
       }
@@ -743,6 +750,7 @@ TEST_F(OpsGpu, AttentionTimings) {
     const AttentionDecodeShape decode{H, Hkv, D, length};
     DeviceBuffer scratch = backend_->allocate(1 << 24);
     backend_->memset(scratch.raw(), 0, 1 << 24, {});
+    const DeviceBuffer length_device = upload(std::vector<int32_t>{length});
     std::pair<double, std::string> best_decode{1e30, ""};
     for (const AttentionDecodeConfig& cfg : space(device(), decode)) {
       const AttentionDecodeGeometry g = geometry(cfg, decode);
@@ -751,8 +759,8 @@ TEST_F(OpsGpu, AttentionTimings) {
         launch_kernel(*backend_, decode_kernels.at(name_expression(cfg)).function,
                       launch_geometry(g.grid_x, g.grid_y, g.block_x), {}, out.raw(), q.raw(),
                       keys.raw(), values.raw(), scratch.raw(),
-                      scratch.raw() + workspace(cfg, decode).partials_offset, length, H, Hkv,
-                      scale);
+                      scratch.raw() + workspace(cfg, decode).partials_offset,
+                      length_device.raw(), H, Hkv, scale);
       });
       best_decode = std::min(best_decode, {us, to_string(cfg)});
     }

@@ -1,0 +1,383 @@
+// GpuEngine: the Llama forward pass on the GPU (gpu_engine.hpp). One State holds everything the
+// device owns; members are declared so that buffers go before the backend that frees them.
+#include "model/gpu/gpu_engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "cache/kernel_store.hpp"
+#include "cache/tuning_db.hpp"
+#include "model/gpu/device_model.hpp"
+#include "model/gpu/gpu_ops.hpp"
+#include "model/gpu/kernel_loader.hpp"
+#include "model/gpu/matmul_dispatch.hpp"
+#include "runtime/platform.hpp"
+#include "tuner/problem_key.hpp"
+
+namespace q4jit {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+std::unique_ptr<Backend> open_backend(int ordinal) {
+  Result<std::unique_ptr<Backend>> backend = open_gpu_backend();
+  if (!backend) throw backend.error();
+  if (backend.value()->device_count() <= ordinal) {
+    throw Error("GPU: no device " + std::to_string(ordinal) + " (" +
+                std::to_string(backend.value()->device_count()) + " found)");
+  }
+  backend.value()->select_device(ordinal);
+  return std::move(backend.value());
+}
+
+std::unique_ptr<Compiler> open_nvrtc() {
+  Result<std::unique_ptr<Compiler>> compiler = open_compiler();
+  if (!compiler) throw compiler.error();
+  return std::move(compiler.value());
+}
+
+std::unique_ptr<TuningDb> open_tuning_db(const std::string& path) {
+  TuningDbOptions options;
+  options.path = default_tuning_db_path(path);
+  return std::make_unique<TuningDb>(options);
+}
+
+}  // namespace
+
+struct GpuEngine::State {
+  // Platform first: destroyed last.
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Compiler> compiler;
+  std::unique_ptr<KernelStore> store;
+  std::unique_ptr<KernelService> service;
+  std::unique_ptr<TuningDb> db;
+  std::unique_ptr<MatmulChooser> chooser;
+  std::unique_ptr<KernelLoader> loader;
+  std::unique_ptr<GpuOps> ops;
+  std::unique_ptr<MatmulDispatch> dispatch;
+
+  LlamaConfig config;
+  GpuEngineOptions options;
+  int max_positions = 0;
+  int chunk = 0;
+  int position = 0;
+  GpuEngineStats stats;
+
+  Stream stream;
+  DeviceModel model;
+  DeviceBuffer key_cache, value_cache;     // [L][P][Hkv][D] fp16 each
+  DeviceBuffer inputs;                     // int32: tokens [chunk], positions [chunk], length
+  DeviceBuffer x, normed, scratch;         // fp16 [chunk, C]
+  DeviceBuffer attention_in;               // fp16 [chunk, Nq + Nk + Nv]
+  DeviceBuffer attention_out;              // fp16 [chunk, H D]
+  DeviceBuffer mlp_in;                     // fp16 [chunk, 2F]
+  DeviceBuffer mlp_hidden;                 // fp16 [chunk, F]
+  DeviceBuffer logits;                     // fp32 [chunk, V]
+  DeviceBuffer bad_tokens;                 // int32
+  DeviceBuffer matmul_workspace;           // zeroed; every launch leaves it zero
+  DeviceBuffer decode_workspace;           // attention_decode's counters (zero) and partials
+  std::map<int, GraphExec> decode_graphs;  // by number of attention splits
+  bool decode_warm = false;                // kernels of a decode step loaded: capture is safe
+
+  State(const Model& model_in, GpuEngineOptions options_in);
+  void allocate_activations();
+  void prepare_rows(int rows);
+  void run_layer(int l, int rows, int first_position, int splits);
+  void enqueue_forward(int rows, int first_position, int splits, bool all_logits);
+  void decode_step(int first_position);
+  std::vector<float> run_chunk(std::span<const int32_t> tokens, bool all_logits);
+  uint64_t tokens_address() const { return inputs.raw(); }
+  uint64_t positions_address() const { return inputs.raw() + 4 * uint64_t(chunk); }
+  uint64_t length_address() const { return inputs.raw() + 8 * uint64_t(chunk); }
+  void progress(const std::string& line) const {
+    if (options.progress) options.progress(line);
+  }
+};
+
+GpuEngine::State::State(const Model& model_in, GpuEngineOptions options_in)
+    : config(model_in.config), options(std::move(options_in)) {
+  max_positions =
+      options.max_positions > 0 ? options.max_positions : config.max_position_embeddings;
+  chunk = std::clamp(options.prefill_chunk, 1, max_positions);
+  backend = open_backend(options.device);
+  compiler = open_nvrtc();
+  KernelStoreOptions store_options;
+  store_options.dir = default_kernel_store_dir(options.kernel_cache);
+  store = std::make_unique<KernelStore>(store_options);
+  service = std::make_unique<KernelService>(*compiler, store.get());
+  db = open_tuning_db(options.tuning_db);
+  const DeviceInfo& device = backend->current_device();
+  chooser =
+      std::make_unique<MatmulChooser>(db.get(), device_fingerprint(device, *compiler), device);
+  loader = std::make_unique<KernelLoader>(*backend, *service);
+  ops = std::make_unique<GpuOps>(*loader);
+  dispatch = std::make_unique<MatmulDispatch>(*loader, *chooser, options.force_path);
+  stream = backend->create_stream();
+
+  progress("uploading weights to " + device.name);
+  model = upload_model(*backend, model_in, [&](int done, int layers) {
+    if (done == layers || done % 8 == 0)
+      progress("uploaded layer " + std::to_string(done) + "/" + std::to_string(layers));
+  });
+  allocate_activations();
+  ops->set_decode_limits(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
+                         max_positions);
+  decode_workspace =
+      backend->allocate(size_t(std::max<int64_t>(ops->decode_workspace_bytes(), 16)));
+  backend->memset(decode_workspace.raw(), 0, decode_workspace.bytes(), {});
+  progress("preparing kernels");
+  prepare_rows(1);
+  prepare_rows(chunk);
+  const KernelCounters counters = service->counters();
+  progress("kernels: " + counters.summary());
+}
+
+void GpuEngine::State::allocate_activations() {
+  const size_t C = config.hidden_size, F = config.intermediate_size;
+  const size_t HD = size_t(config.num_attention_heads) * config.head_dim;
+  const size_t KVD = size_t(config.num_key_value_heads) * config.head_dim;
+  const size_t rows = size_t(chunk);
+  const size_t cache = size_t(config.num_hidden_layers) * max_positions * KVD * 2;
+  key_cache = backend->allocate(cache);
+  value_cache = backend->allocate(cache);
+  inputs = backend->allocate(4 * (2 * rows + 1));
+  x = backend->allocate(rows * C * 2);
+  normed = backend->allocate(rows * C * 2);
+  scratch = backend->allocate(rows * C * 2);
+  attention_in = backend->allocate(rows * (HD + 2 * KVD) * 2);
+  attention_out = backend->allocate(rows * HD * 2);
+  mlp_in = backend->allocate(rows * 2 * F * 2);
+  mlp_hidden = backend->allocate(rows * F * 2);
+  logits = backend->allocate(rows * size_t(config.vocab_size) * 4);
+  bad_tokens = backend->allocate(16);
+  backend->memset(bad_tokens.raw(), 0, 16, {});
+}
+
+// Chooses and loads the projections' kernels at `rows` rows and grows the zeroed workspace to
+// what they need (dropping captured graphs, which hold the old address).
+void GpuEngine::State::prepare_rows(int rows) {
+  int64_t needed = 16;
+  for (const DeviceLayer& layer : model.layers) {
+    for (const DeviceLinear& linear : layer.attention_in)
+      needed = std::max(needed, dispatch->prepare(linear, rows));
+    for (const DeviceLinear& linear : layer.mlp_in)
+      needed = std::max(needed, dispatch->prepare(linear, rows));
+    needed = std::max(needed, dispatch->prepare(layer.o, rows));
+    needed = std::max(needed, dispatch->prepare(layer.down, rows));
+  }
+  if (matmul_workspace && int64_t(matmul_workspace.bytes()) >= needed) return;
+  backend->synchronize(stream);
+  decode_graphs.clear();
+  matmul_workspace = backend->allocate(size_t(needed));
+  backend->memset(matmul_workspace.raw(), 0, size_t(needed), {});
+  backend->synchronize({});
+}
+
+void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits) {
+  const DeviceLayer& layer = model.layers[l];
+  const int C = config.hidden_size, F = config.intermediate_size;
+  const int H = config.num_attention_heads, Hkv = config.num_key_value_heads;
+  const int D = config.head_dim;
+  const float eps = config.rms_norm_eps;
+  const uint64_t ws = matmul_workspace.raw();
+  ops->rms_norm(normed.raw(), x.raw(), layer.input_norm.raw(), rows, C, eps, stream);
+
+  // q, k, v: one fused output [rows, Nq+Nk+Nv], or three packed regions.
+  uint64_t parts[3];
+  int strides[3];
+  const bool fused_qkv = layer.attention_in.size() == 1;
+  uint64_t region = attention_in.raw();
+  const int widths[3] = {H * D, Hkv * D, Hkv * D};
+  for (int i = 0; i < 3; ++i) {
+    parts[i] =
+        fused_qkv ? attention_in.raw() + 2 * uint64_t(i ? H * D + (i - 1) * Hkv * D : 0) : region;
+    strides[i] = fused_qkv ? (H + 2 * Hkv) * D : widths[i];
+    region += 2 * uint64_t(rows) * widths[i];
+  }
+  for (size_t i = 0; i < layer.attention_in.size(); ++i)
+    dispatch->run(layer.attention_in[i], rows, normed.raw(), parts[i], ws, stream);
+
+  const int64_t layer_offset = kv_cache_layer_offset(l, max_positions, Hkv, D) * 2;
+  const uint64_t keys = key_cache.raw() + layer_offset, values = value_cache.raw() + layer_offset;
+  const float theta = config.rope_theta;
+  const float rope_scale =
+      config.rope_scaling.kind == RopeScaling::Kind::linear ? config.rope_scaling.factor : 1.0f;
+  ops->rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
+                  parts[1], parts[2], keys, values, positions_address(), theta, rope_scale, stream);
+  const float scale = 1.0f / std::sqrt(float(D));
+  if (rows == 1) {
+    ops->attention_decode(attention_out.raw(), parts[0], keys, values, decode_workspace.raw(),
+                          length_address(), splits, scale, stream);
+  } else {
+    ops->attention_prefill({rows, first_position, H, Hkv, D, strides[0], H * D},
+                           attention_out.raw(), parts[0], keys, values, scale, stream);
+  }
+  dispatch->run(layer.o, rows, attention_out.raw(), scratch.raw(), ws, stream);
+  ops->residual_add(x.raw(), scratch.raw(), int64_t(rows) * C, stream);
+
+  ops->rms_norm(normed.raw(), x.raw(), layer.post_norm.raw(), rows, C, eps, stream);
+  const bool fused_mlp = layer.mlp_in.size() == 1;
+  const uint64_t gate = mlp_in.raw();
+  const uint64_t up = mlp_in.raw() + 2 * uint64_t(fused_mlp ? F : int64_t(rows) * F);
+  const int stride = fused_mlp ? 2 * F : F;
+  dispatch->run(layer.mlp_in[0], rows, normed.raw(), gate, ws, stream);
+  if (!fused_mlp) dispatch->run(layer.mlp_in[1], rows, normed.raw(), up, ws, stream);
+  ops->silu_mul(mlp_hidden.raw(), gate, up, rows, F, stride, stream);
+  dispatch->run(layer.down, rows, mlp_hidden.raw(), scratch.raw(), ws, stream);
+  ops->residual_add(x.raw(), scratch.raw(), int64_t(rows) * C, stream);
+}
+
+// Everything of one forward over `rows` tokens already in `inputs`, ending with fp32 logits of
+// the last row (or of every row) in `logits`. Enqueued only: a graph capture records it.
+void GpuEngine::State::enqueue_forward(int rows, int first_position, int splits, bool all_logits) {
+  const int C = config.hidden_size, V = config.vocab_size;
+  ops->embedding(x.raw(), model.embed.raw(), tokens_address(), rows, V, C, bad_tokens.raw(),
+                 stream);
+  for (int l = 0; l < config.num_hidden_layers; ++l) run_layer(l, rows, first_position, splits);
+  const int logit_rows = all_logits ? rows : 1;
+  const uint64_t first_row = x.raw() + 2 * uint64_t(all_logits ? 0 : rows - 1) * C;
+  ops->rms_norm(normed.raw(), first_row, model.final_norm.raw(), logit_rows, C, config.rms_norm_eps,
+                stream);
+  ops->lm_head(logits.raw(), normed.raw(), model.lm_head_weight(), logit_rows, C, V, stream);
+}
+
+void GpuEngine::State::decode_step(int first_position) {
+  const int splits = int(ceil_div(first_position + 1, ops->decode_split()));
+  if (!options.graphs || !decode_warm) {
+    enqueue_forward(1, first_position, splits, false);
+    decode_warm = true;
+    return;
+  }
+  auto found = decode_graphs.find(splits);
+  if (found == decode_graphs.end()) {
+    backend->begin_capture(stream);
+    enqueue_forward(1, first_position, splits, false);
+    found = decode_graphs.emplace(splits, backend->end_capture(stream)).first;
+    ++stats.graph_captures;
+  }
+  backend->launch_graph(found->second, stream);
+  ++stats.graph_replays;
+}
+
+std::vector<float> GpuEngine::State::run_chunk(std::span<const int32_t> tokens, bool all_logits) {
+  const int rows = int(tokens.size());
+  std::vector<int32_t> host(2 * size_t(chunk) + 1, 0);
+  std::copy(tokens.begin(), tokens.end(), host.begin());
+  for (int t = 0; t < rows; ++t) host[chunk + t] = position + t;
+  host[2 * size_t(chunk)] = position + rows;  // length: positions attended by the last token
+  backend->copy_to_device(inputs.raw(), host.data(), host.size() * 4, stream);
+  if (rows == 1) {
+    decode_step(position);
+  } else {
+    prepare_rows(rows);
+    enqueue_forward(rows, position, 0, all_logits);
+  }
+  const size_t count = size_t(all_logits ? rows : 1) * config.vocab_size;
+  std::vector<float> out(count);
+  backend->copy_to_host(out.data(), logits.raw(), count * 4, stream);
+  backend->synchronize(stream);
+  position += rows;
+  return out;
+}
+
+GpuEngine::GpuEngine(const Model& model, GpuEngineOptions options)
+    : state_(std::make_unique<State>(model, std::move(options))) {}
+
+GpuEngine::~GpuEngine() = default;
+
+const LlamaConfig& GpuEngine::config() const {
+  return state_->config;
+}
+
+std::string GpuEngine::device_name() const {
+  return "cuda:" + std::to_string(state_->options.device) + " (" +
+         state_->backend->current_device().name + ")";
+}
+
+int GpuEngine::max_positions() const {
+  return state_->max_positions;
+}
+
+int GpuEngine::position() const {
+  return state_->position;
+}
+
+void GpuEngine::reset() {
+  state_->position = 0;
+}
+
+std::vector<float> GpuEngine::forward(std::span<const int32_t> tokens, bool all_logits) {
+  State& s = *state_;
+  Q4JIT_CHECK(!tokens.empty(), "forward: no tokens given");
+  const int64_t end = int64_t(s.position) + int64_t(tokens.size());
+  Q4JIT_CHECK(end <= s.max_positions, "forward: positions " + std::to_string(s.position) + ".." +
+                                          std::to_string(end - 1) + " exceed max_positions " +
+                                          std::to_string(s.max_positions));
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    Q4JIT_CHECK(tokens[t] >= 0 && tokens[t] < s.config.vocab_size,
+                "forward: token " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
+                    " is outside the vocabulary [0, " + std::to_string(s.config.vocab_size) + ")");
+  }
+  std::vector<float> logits;
+  for (size_t start = 0; start < tokens.size(); start += size_t(s.chunk)) {
+    const size_t rows = std::min(tokens.size() - start, size_t(s.chunk));
+    const bool last = start + rows == tokens.size();
+    if (!all_logits && !last) {
+      s.run_chunk(tokens.subspan(start, rows), false);
+      continue;
+    }
+    std::vector<float> part = s.run_chunk(tokens.subspan(start, rows), all_logits);
+    logits.insert(logits.end(), part.begin(), part.end());
+  }
+  return logits;
+}
+
+GpuEngineStats GpuEngine::stats() const {
+  GpuEngineStats stats = state_->stats;
+  const KernelCounters counters = state_->service->counters();
+  stats.compiles = counters.compiles;
+  stats.store_hits = counters.store_hits;
+  return stats;
+}
+
+int64_t GpuEngine::weight_bytes() const {
+  return state_->model.bytes;
+}
+
+int64_t GpuEngine::cache_bytes() const {
+  return int64_t(state_->key_cache.bytes() + state_->value_cache.bytes());
+}
+
+int64_t GpuEngine::workspace_bytes() const {
+  const State& s = *state_;
+  return int64_t(s.inputs.bytes() + s.x.bytes() + s.normed.bytes() + s.scratch.bytes() +
+                 s.attention_in.bytes() + s.attention_out.bytes() + s.mlp_in.bytes() +
+                 s.mlp_hidden.bytes() + s.logits.bytes() + s.matmul_workspace.bytes() +
+                 s.decode_workspace.bytes());
+}
+
+std::vector<std::string> GpuEngine::describe_choices() const {
+  State& s = *state_;
+  std::vector<std::string> lines;
+  if (s.model.layers.empty()) return lines;
+  const DeviceLayer& layer = s.model.layers.front();
+  std::vector<const DeviceLinear*> linears;
+  for (const DeviceLinear& linear : layer.attention_in) linears.push_back(&linear);
+  linears.push_back(&layer.o);
+  for (const DeviceLinear& linear : layer.mlp_in) linears.push_back(&linear);
+  linears.push_back(&layer.down);
+  for (int rows : {1, s.chunk}) {
+    for (const DeviceLinear* linear : linears) {
+      lines.push_back(linear->name + " K" + std::to_string(linear->shape.K) + " N" +
+                      std::to_string(linear->shape.N) + " M=" + std::to_string(rows) + ": " +
+                      s.dispatch->describe(*linear, rows));
+    }
+  }
+  return lines;
+}
+
+}  // namespace q4jit

@@ -1,0 +1,68 @@
+// The Llama forward pass on a GPU (the Engine of model/engine.hpp): weights uploaded once
+// (device_model.hpp), an fp16 KV cache of max_positions, prefill in chunks of up to
+// prefill_chunk tokens, and decode steps replayed from captured graphs (one per number of
+// attention splits, captured on first need; token, position and length live in device memory so
+// a replay needs only a 12-byte copy). Projections run the kernels the tuning database chose
+// (matmul_dispatch.hpp); logits come back as fp32. The CPU reference (model/ref/) is the
+// specification it is tested against.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "model/engine.hpp"
+#include "model/weights.hpp"
+#include "tuner/matmul_choice.hpp"
+
+namespace q4jit {
+
+struct GpuEngineOptions {
+  int max_positions = 0;    // <= 0: config.max_position_embeddings
+  int prefill_chunk = 512;  // tokens per prefill forward at most
+  int device = 0;           // ordinal
+  bool graphs = true;       // decode through captured graphs
+  // Every GPTQ projection takes this path (perplexity --validate); none: the tuned choice.
+  std::optional<MatmulPath> force_path;
+  std::string tuning_db;     // file; empty: default_tuning_db_path()
+  std::string kernel_cache;  // folder; empty: default_kernel_store_dir()
+  // One line per loading step (upload, kernels); null: silent.
+  std::function<void(const std::string&)> progress;
+};
+
+// Counters of what loading and running did, for --verbose and tests.
+struct GpuEngineStats {
+  int64_t compiles = 0;    // NVRTC compiles (0 on a warm start)
+  int64_t store_hits = 0;  // kernels read from the kernel store
+  int64_t graph_captures = 0;
+  int64_t graph_replays = 0;
+};
+
+class GpuEngine : public Engine {
+ public:
+  // Error (one line) when there is no usable GPU, the model does not fit, or a kernel fails to
+  // compile; nothing is left allocated then.
+  GpuEngine(const Model& model, GpuEngineOptions options);
+  ~GpuEngine() override;
+
+  const LlamaConfig& config() const override;
+  std::string device_name() const override;
+  int max_positions() const override;
+  int position() const override;
+  void reset() override;
+  std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits) override;
+
+  GpuEngineStats stats() const;
+  int64_t weight_bytes() const;
+  int64_t cache_bytes() const;
+  int64_t workspace_bytes() const;
+  // Per projection and row count, the kernel used: "layer 0 qkv M=1: gemv ... (tuned)".
+  std::vector<std::string> describe_choices() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace q4jit

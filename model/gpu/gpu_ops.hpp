@@ -1,0 +1,63 @@
+// The forward pass's kernels other than the projections, each launched with the first legal
+// configuration of its family for the shape (the family's default where legal). Functions are
+// loaded once per configuration. Shapes, layouts and argument orders are those of the families'
+// descriptors in kernel_sources/. Not here: the projections (matmul_dispatch.hpp).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "kernel_sources/attention_decode.hpp"
+#include "kernel_sources/attention_prefill.hpp"
+#include "kernel_sources/rope_cache.hpp"
+#include "model/gpu/kernel_loader.hpp"
+
+namespace q4jit {
+
+class GpuOps {
+ public:
+  explicit GpuOps(KernelLoader& loader);
+
+  // out[T, C] = table[tokens]; ids outside [0, V) give zero rows and count in bad_tokens.
+  void embedding(uint64_t out, uint64_t table, uint64_t tokens, int T, int V, int C,
+                 uint64_t bad_tokens, StreamView stream);
+  // out[rows, C] = x / rms(x) * weight
+  void rms_norm(uint64_t out, uint64_t x, uint64_t weight, int rows, int C, float eps,
+                StreamView stream);
+  // RoPE on q in place, rotated k and v into one layer's cache at positions[0..T).
+  void rope_cache(const RopeCacheShape& shape, uint64_t q, uint64_t k, uint64_t v,
+                  uint64_t key_cache, uint64_t value_cache, uint64_t positions, float theta,
+                  float scale, StreamView stream);
+
+  // Decode attention is built for up to `max_length` positions; the actual length is read from
+  // device memory (length_in), and `splits` blocks per head group cover at least that length.
+  void set_decode_limits(int heads, int kv_heads, int head_dim, int max_length);
+  int decode_split() const { return decode_config_.split; }
+  int64_t decode_workspace_bytes() const;
+  void attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint64_t value_cache,
+                        uint64_t workspace, uint64_t length_in, int splits, float scale,
+                        StreamView stream);
+  void attention_prefill(const AttentionPrefillShape& shape, uint64_t out, uint64_t q,
+                         uint64_t key_cache, uint64_t value_cache, float scale, StreamView stream);
+
+  // out[rows, F] = silu(gate) * up, gate and up rows `stride` elements apart.
+  void silu_mul(uint64_t out, uint64_t gate, uint64_t up, int rows, int F, int stride,
+                StreamView stream);
+  // x += y over count elements.
+  void residual_add(uint64_t x, uint64_t y, int64_t count, StreamView stream);
+  // fp32 logits[rows, V] = x[rows, C] W^T, W fp16 [V, C].
+  void lm_head(uint64_t logits, uint64_t x, uint64_t weight, int rows, int C, int V,
+               StreamView stream);
+
+ private:
+  const Function& function(const KernelFamily& family, const std::string& config,
+                           const std::string& name_expression);
+  const DeviceInfo& device() const { return loader_.backend().current_device(); }
+
+  KernelLoader& loader_;
+  std::map<std::string, Function> functions_;  // "family|config"
+  AttentionDecodeConfig decode_config_;
+  AttentionDecodeShape decode_shape_;
+};
+
+}  // namespace q4jit

@@ -1,0 +1,176 @@
+// Choosing, loading and launching the kernels of device projections (matmul_dispatch.hpp).
+#include "model/gpu/matmul_dispatch.hpp"
+
+#include "tuner/batch_loader.hpp"
+#include "tuner/q4_matmul_tuning.hpp"
+
+namespace q4jit {
+
+namespace {
+
+// Dense projections use the fp16 GEMV up to this many rows, the tensor-core GEMM above.
+constexpr int64_t kDenseGemvMaxRows = 8;
+
+int64_t align256(int64_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+
+// A forced path with its default configuration for the shape.
+MatmulChoice forced_choice(MatmulPath path, const MatmulShapeKey& shape, int64_t M,
+                           const DeviceInfo& device) {
+  MatmulChoice choice;
+  choice.path = path;
+  if (path == MatmulPath::gemv) {
+    const auto configs =
+        space(device, Q4MatmulShape{M, shape.K, shape.N, shape.group_size, shape.act_order});
+    Q4JIT_CHECK(!configs.empty(), "gemv: no legal configuration for this shape");
+    choice.gemv = configs.front();
+  } else if (path == MatmulPath::mma) {
+    const auto configs =
+        space(device, Q4MmaShape{M, shape.K, shape.N, shape.group_size, shape.act_order});
+    Q4JIT_CHECK(!configs.empty(), "mma: no legal configuration for this shape");
+    choice.mma = configs.front();
+  } else {
+    const auto configs = space(device, GemmShape{M, shape.K, shape.N});
+    Q4JIT_CHECK(!configs.empty(), "dequant_gemm: no legal GEMM configuration for this shape");
+    choice.gemm = configs.front();
+  }
+  return choice;
+}
+
+}  // namespace
+
+MatmulDispatch::MatmulDispatch(KernelLoader& loader, const MatmulChooser& chooser,
+                               std::optional<MatmulPath> forced)
+    : loader_(loader), chooser_(chooser), forced_(forced) {}
+
+int64_t MatmulDispatch::prepare(const DeviceLinear& linear, int64_t M) {
+  return prepared(linear, M).workspace_bytes;
+}
+
+std::string MatmulDispatch::describe(const DeviceLinear& linear, int64_t M) {
+  const Prepared& p = prepared(linear, M);
+  if (!linear.quantized) return p.dense_small ? "dense gemv" : "dense " + to_string(p.gemm.config);
+  return p.choice.describe();
+}
+
+const MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& linear, int64_t M) {
+  const int bucket = m_bucket(M);
+  const MatmulShapeKey& s = linear.shape;
+  const Key key{linear.quantized, s.K, s.N, s.group_size, s.act_order, bucket};
+  if (auto found = prepared_.find(key); found != prepared_.end()) return found->second;
+  Prepared p = linear.quantized ? prepare_quantized(linear, bucket) : prepare_dense(linear, bucket);
+  return prepared_.emplace(key, std::move(p)).first->second;
+}
+
+MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& linear, int bucket) {
+  const MatmulShapeKey& s = linear.shape;
+  const DeviceInfo& device = loader_.backend().current_device();
+  const CompileTarget& target = loader_.target();
+  Prepared p;
+  p.choice = forced_ ? forced_choice(*forced_, s, bucket, device) : chooser_.choose(s, bucket);
+  switch (p.choice.path) {
+    case MatmulPath::gemv: {
+      const Q4MatmulConfig& cfg = p.choice.gemv;
+      const CompileRequest request = q4_matmul_winner_request(cfg, target);
+      p.gemv = {cfg, nullptr, loader_.function(request, name_expression(cfg)),
+                loader_.function(request, q4_gather_name_expression())};
+      p.workspace_bytes =
+          workspace(cfg, Q4MatmulShape{bucket, s.K, s.N, s.group_size, s.act_order}).bytes;
+      break;
+    }
+    case MatmulPath::mma: {
+      const Q4MmaConfig& cfg = p.choice.mma;
+      const auto request = batched_requests(q4_mma_family(), {name_expression(cfg)}, target, 1);
+      p.mma = {cfg, nullptr, loader_.function(request.front(), name_expression(cfg))};
+      p.workspace_bytes =
+          workspace(cfg, Q4MmaShape{bucket, s.K, s.N, s.group_size, s.act_order}).bytes;
+      break;
+    }
+    case MatmulPath::dequant_gemm: {
+      const DequantizeConfig& dq = p.choice.dequantize;
+      const GemmConfig& cfg = p.choice.gemm;
+      const auto dq_request =
+          batched_requests(dequantize_q4_family(), {name_expression(dq)}, target, 1);
+      const auto gemm_request =
+          batched_requests(gemm_f16_family(), {name_expression(cfg)}, target, 1);
+      p.dequantize = {dq, nullptr, loader_.function(dq_request.front(), name_expression(dq))};
+      p.gemm = {cfg, nullptr, loader_.function(gemm_request.front(), name_expression(cfg))};
+      p.scratch_offset = align256(workspace(cfg, GemmShape{bucket, s.K, s.N}).bytes);
+      p.workspace_bytes = p.scratch_offset + s.N * s.K * 2;
+      break;
+    }
+  }
+  return p;
+}
+
+MatmulDispatch::Prepared MatmulDispatch::prepare_dense(const DeviceLinear& linear, int bucket) {
+  const MatmulShapeKey& s = linear.shape;
+  const DeviceInfo& device = loader_.backend().current_device();
+  Prepared p;
+  if (bucket <= kDenseGemvMaxRows || !gemm_f16_family().supports(device.sm())) {
+    const auto configs = space(device, LmHeadShape{bucket, s.K, s.N}, false);
+    Q4JIT_CHECK(!configs.empty(), linear.name + ": no fp16 GEMV configuration for this shape");
+    p.dense_small = true;
+    p.dense_config = configs.front();
+    p.dense_gemv = loader_.function(lm_head_family(),
+                                    {to_string(configs.front()), name_expression(configs.front())});
+    return p;
+  }
+  const auto configs = space(device, GemmShape{bucket, s.K, s.N});
+  Q4JIT_CHECK(!configs.empty(), linear.name + ": no fp16 GEMM configuration for this shape");
+  const GemmConfig& cfg = configs.front();
+  const auto request =
+      batched_requests(gemm_f16_family(), {name_expression(cfg)}, loader_.target(), 1);
+  p.gemm = {cfg, nullptr, loader_.function(request.front(), name_expression(cfg))};
+  p.workspace_bytes = workspace(cfg, GemmShape{bucket, s.K, s.N}).bytes;
+  return p;
+}
+
+void MatmulDispatch::run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out,
+                         uint64_t workspace_address, StreamView stream) {
+  const Prepared& p = prepared(linear, M);
+  Backend& backend = loader_.backend();
+  const MatmulShapeKey& s = linear.shape;
+  if (!linear.quantized) {
+    if (p.dense_small) {
+      const LmHeadGeometry g = geometry(p.dense_config, LmHeadShape{M, s.K, s.N});
+      LaunchGeometry launch;
+      launch.grid = {g.grid_x, g.grid_y, 1};
+      launch.block = {g.block_x, 1, 1};
+      launch_kernel(backend, p.dense_gemv, launch, stream, out, x, linear.dense.raw(), int(M),
+                    int(s.K), int(s.N));
+      return;
+    }
+    launch_gemm_f16(backend, p.gemm, GemmShape{M, s.K, s.N},
+                    {out, x, linear.dense.raw(), workspace_address}, stream);
+    return;
+  }
+  const Q4MatmulOperands operands{out,
+                                  x,
+                                  linear.x_map ? linear.x_map.raw() : 0,
+                                  linear.qweight.raw(),
+                                  linear.scales.raw(),
+                                  linear.qzeros.raw(),
+                                  workspace_address};
+  switch (p.choice.path) {
+    case MatmulPath::gemv:
+      launch_q4_matmul(backend, p.gemv, {M, s.K, s.N, s.group_size, s.act_order}, operands, stream);
+      break;
+    case MatmulPath::mma:
+      launch_q4_mma(backend, p.mma, {M, s.K, s.N, s.group_size, s.act_order}, operands, stream);
+      break;
+    case MatmulPath::dequant_gemm: {
+      const uint64_t weight = workspace_address + p.scratch_offset;
+      launch_dequantize_q4(backend, p.dequantize, {s.K, s.N, s.group_size},
+                           {weight, linear.qweight.raw(), linear.scales.raw(), linear.qzeros.raw(),
+                            linear.sorted_of ? linear.sorted_of.raw() : 0},
+                           stream);
+      launch_gemm_f16(backend, p.gemm, GemmShape{M, s.K, s.N}, {out, x, weight, workspace_address},
+                      stream);
+      break;
+    }
+  }
+}
+
+}  // namespace q4jit

@@ -1,0 +1,64 @@
+// Runs one device projection (device_model.hpp) at M rows with the kernel the MatmulChooser picks
+// for its shape and M bucket: the q4 GEMV, the tensor-core q4 GEMM or dequantize + fp16 GEMM for
+// GPTQ weights; the fp16 GEMV (lm_head kernel) or fp16 GEMM for dense ones. Choices and loaded
+// kernels are kept per (shape, M bucket), so after the first call of a shape a launch does no host
+// work beyond filling its arguments. Not here: choosing (tuner/matmul_choice.hpp), the kernels.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "kernel_sources/lm_head.hpp"
+#include "model/gpu/device_model.hpp"
+#include "model/gpu/kernel_loader.hpp"
+#include "tuner/gemm_runner.hpp"
+#include "tuner/matmul_choice.hpp"
+#include "tuner/q4_matmul_runner.hpp"
+#include "tuner/q4_mma_runner.hpp"
+
+namespace q4jit {
+
+class MatmulDispatch {
+ public:
+  // forced: every GPTQ projection takes this path whatever the chooser says (perplexity
+  // --validate compares the paths); gemv and mma fall back to the default config.
+  MatmulDispatch(KernelLoader& loader, const MatmulChooser& chooser,
+                 std::optional<MatmulPath> forced = std::nullopt);
+
+  // Chooses, compiles and loads the kernels of `linear` at M rows; returns the workspace bytes
+  // the launch needs (its leading part zero before the first launch; every launch leaves it so).
+  int64_t prepare(const DeviceLinear& linear, int64_t M);
+  // Enqueues out[M, N] = x[M, K] W^T (fp16, x in original row order). prepare() first, and
+  // `workspace` at least the bytes it returned.
+  void run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out, uint64_t workspace,
+           StreamView stream);
+  // The choice for linear at M rows, for --verbose lines: "gemv bt256... (tuned)".
+  std::string describe(const DeviceLinear& linear, int64_t M);
+
+ private:
+  struct Prepared {
+    MatmulChoice choice;
+    Q4MatmulKernel gemv;
+    Q4MmaKernel mma;
+    DequantizeKernel dequantize;
+    GemmKernel gemm;
+    Function dense_gemv;  // lm_head kernel for dense weights at few rows
+    LmHeadConfig dense_config;
+    bool dense_small = false;
+    int64_t workspace_bytes = 0;
+    int64_t scratch_offset = 0;  // dequant_gemm: the fp16 [N, K] weight after the GEMM's area
+  };
+  using Key = std::tuple<bool, int64_t, int64_t, int64_t, bool, int>;
+  const Prepared& prepared(const DeviceLinear& linear, int64_t M);
+  Prepared prepare_quantized(const DeviceLinear& linear, int bucket);
+  Prepared prepare_dense(const DeviceLinear& linear, int bucket);
+
+  KernelLoader& loader_;
+  const MatmulChooser& chooser_;
+  std::optional<MatmulPath> forced_;
+  std::map<Key, Prepared> prepared_;
+};
+
+}  // namespace q4jit

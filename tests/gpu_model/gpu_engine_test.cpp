@@ -1,0 +1,283 @@
+// GpuEngine against the CPU reference and the goldens. Every test needs a GPU and NVRTC and skips
+// with the reason otherwise. (a) Small random models (fp16, GPTQ g32 act-order asymmetric,
+// no-group) shaped for the GPU kernels (head_dim 64): whole-sequence logits, chunked prefill
+// followed by graph-replayed decode steps, and every forced matmul path, each against the fp32
+// CPU engine; graphs against no graphs; the max-positions limit; a warm second engine compiles
+// nothing. (b) With ../shared: logits of the three fixtures within 2e-3 of the goldens, greedy
+// continuations (allowing a different branch only at near ties), perplexity within 0.05%.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common/error.hpp"
+#include "model/gpu/gpu_engine.hpp"
+#include "model/perplexity.hpp"
+#include "model/ref/cpu_engine.hpp"
+#include "model/safetensors.hpp"
+#include "model/synth.hpp"
+#include "model/tokenizer.hpp"
+#include "model/weights.hpp"
+#include "runtime/platform.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace q4jit {
+namespace {
+
+namespace fs = std::filesystem;
+
+double relative_error(std::span<const float> actual, std::span<const float> expected) {
+  double difference = 0, norm = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    difference += (double(actual[i]) - expected[i]) * (double(actual[i]) - expected[i]);
+    norm += double(expected[i]) * expected[i];
+  }
+  return std::sqrt(difference / norm);
+}
+
+int32_t argmax(std::span<const float> logits) {
+  return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+// fp16 activations against the fp32 reference (the bound for the whole forward).
+constexpr double kLogitTolerance = 2e-3;
+
+// A GPU and NVRTC, or the reason there are none.
+std::string gpu_unavailable() {
+  auto backend = open_gpu_backend();
+  if (!backend) return backend.error().what();
+  if (backend.value()->device_count() == 0) return "no GPU: the backend reports no device";
+  auto compiler = open_compiler();
+  if (!compiler) return std::string("no NVRTC: ") + compiler.error().what();
+  return "";
+}
+
+#define Q4JIT_REQUIRE_GPU() \
+  if (const std::string reason = gpu_unavailable(); !reason.empty()) GTEST_SKIP() << reason
+
+// A small random model the GPU kernels accept (head_dim 64, K multiples of 128).
+Model small_model(const fs::path& dir, int group_size, bool act_order, bool sym) {
+  SynthSpec spec;
+  spec.config = tiny_config(4096);
+  spec.config.hidden_size = 256;
+  spec.config.intermediate_size = 640;
+  spec.config.num_attention_heads = 4;
+  spec.config.num_key_value_heads = 2;
+  spec.config.head_dim = 64;
+  spec.config.max_position_embeddings = 512;
+  if (group_size != 0) {
+    QuantizationConfig quantization;
+    quantization.group_size = group_size;
+    quantization.desc_act = act_order;
+    quantization.sym = sym;
+    spec.config.quantization = quantization;
+  }
+  spec.seed = 7;
+  write_synthetic_model(dir, spec);
+  return load_model(dir);
+}
+
+std::vector<int32_t> random_tokens(int count, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> id(3, vocab - 1);
+  std::vector<int32_t> tokens(count);
+  for (int32_t& token : tokens) token = id(rng);
+  return tokens;
+}
+
+GpuEngineOptions test_options(const fs::path& kernels) {
+  GpuEngineOptions options;
+  options.kernel_cache = kernels.string();
+  options.tuning_db = (kernels / "tuning.sqlite3").string();
+  return options;
+}
+
+struct SmallVariant {
+  const char* name;
+  int group_size;  // 0: fp16
+  bool act_order;
+  bool sym;
+};
+
+class GpuEngineSmall : public testing::TestWithParam<SmallVariant> {
+ protected:
+  void SetUp() override {
+    Q4JIT_REQUIRE_GPU();
+    model_ =
+        small_model(dir_ / "model", GetParam().group_size, GetParam().act_order, GetParam().sym);
+  }
+  test::TempDir dir_;
+  Model model_;
+};
+
+// Prefill of 37 tokens in chunks of 16, then 20 decode steps (graphs), each step's logits
+// against the CPU engine fed the same tokens.
+TEST_P(GpuEngineSmall, ChunkedPrefillAndDecodeMatchTheCpu) {
+  CpuEngine cpu(model_);
+  GpuEngineOptions options = test_options(dir_ / "kernels");
+  options.prefill_chunk = 16;
+  GpuEngine gpu(model_, options);
+  const std::vector<int32_t> prompt = random_tokens(37, 4096, 11);
+  const std::vector<float> want = cpu.forward(prompt, true);
+  const std::vector<float> got = gpu.forward(prompt, true);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_LE(relative_error(got, want), kLogitTolerance) << "prefill, all logits";
+  int32_t next = argmax(std::span<const float>(want).last(4096));
+  double worst = 0;
+  for (int step = 0; step < 20; ++step) {
+    const std::vector<float> cpu_logits = cpu.forward(std::span<const int32_t>(&next, 1), false);
+    const std::vector<float> gpu_logits = gpu.forward(std::span<const int32_t>(&next, 1), false);
+    worst = std::max(worst, relative_error(gpu_logits, cpu_logits));
+    next = argmax(cpu_logits);
+  }
+  EXPECT_LE(worst, kLogitTolerance) << "decode steps";
+  EXPECT_EQ(gpu.position(), 57);
+  EXPECT_GE(gpu.stats().graph_replays, 18) << "decode steps replay captured graphs";
+  std::printf("%s: prefill error %.2e, worst decode error %.2e, graphs captured %lld\n",
+              GetParam().name, relative_error(got, want), worst,
+              static_cast<long long>(gpu.stats().graph_captures));
+}
+
+// The same tokens through graphs and through plain launches give the same bits.
+TEST_P(GpuEngineSmall, GraphsChangeNothing) {
+  GpuEngineOptions options = test_options(dir_ / "kernels");
+  GpuEngine with_graphs(model_, options);
+  options.graphs = false;
+  GpuEngine without(model_, options);
+  const std::vector<int32_t> tokens = random_tokens(12, 4096, 12);
+  for (int32_t token : tokens) {
+    const auto a = with_graphs.forward(std::span<const int32_t>(&token, 1), false);
+    const auto b = without.forward(std::span<const int32_t>(&token, 1), false);
+    ASSERT_EQ(a, b) << "token " << token;
+  }
+  EXPECT_GT(with_graphs.stats().graph_replays, 0);
+  EXPECT_EQ(without.stats().graph_replays, 0);
+}
+
+// Each matmul path, forced for every projection, against the CPU (prefill and decode).
+TEST_P(GpuEngineSmall, EveryMatmulPathMatchesTheCpu) {
+  if (GetParam().group_size == 0) GTEST_SKIP() << "fp16 model: no GPTQ matmul paths";
+  CpuEngine cpu(model_);
+  const std::vector<int32_t> prompt = random_tokens(24, 4096, 13);
+  const std::vector<float> want = cpu.forward(prompt, true);
+  const int32_t next = argmax(std::span<const float>(want).last(4096));
+  const std::vector<float> want_step = cpu.forward(std::span<const int32_t>(&next, 1), false);
+  for (MatmulPath path : {MatmulPath::gemv, MatmulPath::mma, MatmulPath::dequant_gemm}) {
+    GpuEngineOptions options = test_options(dir_ / "kernels");
+    options.force_path = path;
+    GpuEngine gpu(model_, options);
+    EXPECT_LE(relative_error(gpu.forward(prompt, true), want), kLogitTolerance) << to_string(path);
+    EXPECT_LE(relative_error(gpu.forward(std::span<const int32_t>(&next, 1), false), want_step),
+              kLogitTolerance)
+        << to_string(path) << " decode";
+  }
+}
+
+TEST_P(GpuEngineSmall, ExceedingMaxPositionsThrowsAndKeepsTheCache) {
+  GpuEngineOptions options = test_options(dir_ / "kernels");
+  options.max_positions = 20;
+  GpuEngine gpu(model_, options);
+  const std::vector<int32_t> tokens = random_tokens(16, 4096, 14);
+  gpu.forward(tokens, false);
+  EXPECT_THROW(gpu.forward(tokens, false), Error);
+  EXPECT_EQ(gpu.position(), 16);
+  const std::vector<int32_t> bad = {5, 4096};
+  EXPECT_THROW(gpu.forward(bad, false), Error);
+  EXPECT_EQ(gpu.position(), 16);
+  gpu.reset();
+  EXPECT_EQ(gpu.position(), 0);
+}
+
+// A second engine with the same kernel store compiles nothing.
+TEST_P(GpuEngineSmall, WarmStartCompilesNothing) {
+  const GpuEngineOptions options = test_options(dir_ / "kernels");
+  { GpuEngine cold(model_, options); }
+  GpuEngine warm(model_, options);
+  const std::vector<int32_t> tokens = random_tokens(8, 4096, 15);
+  warm.forward(tokens, false);
+  for (int32_t token : tokens) warm.forward(std::span<const int32_t>(&token, 1), false);
+  EXPECT_EQ(warm.stats().compiles, 0);
+  EXPECT_GT(warm.stats().store_hits, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, GpuEngineSmall,
+                         testing::Values(SmallVariant{"fp16", 0, false, true},
+                                         SmallVariant{"g32_act_asym", 32, true, false},
+                                         SmallVariant{"g128", 128, false, true},
+                                         SmallVariant{"no_group", -1, false, true}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// ----------------------------------------------------------------------------------------------
+// (b) Goldens of ../shared.
+
+class GpuEngineGolden : public testing::TestWithParam<std::string> {};
+
+TEST_P(GpuEngineGolden, LogitsGreedyAndPerplexity) {
+  Q4JIT_REQUIRE_GPU();
+  Q4JIT_REQUIRE_SHARED(shared);
+  const std::string variant = GetParam();
+  const Model model = load_model(shared / "models" / ("fixture-" + variant));
+  test::TempDir kernels;
+  GpuEngine engine(model, test_options(kernels.path()));
+  const fs::path golden = shared / "models" / "golden";
+
+  const SafetensorsFile logits_file(golden / ("ref_" + variant + "_logits.safetensors"));
+  double worst = 0;
+  for (int i = 0; const TensorView* tokens = logits_file.find("tokens." + std::to_string(i)); ++i) {
+    engine.reset();
+    const auto logits = engine.forward(tokens->as<int32_t>(), true);
+    worst = std::max(
+        worst,
+        relative_error(logits, logits_file.find("logits." + std::to_string(i))->as<float>()));
+  }
+  EXPECT_LE(worst, kLogitTolerance);
+
+  std::ifstream json_file(golden / ("ref_" + variant + ".json"));
+  const nlohmann::json json = nlohmann::json::parse(json_file);
+  int compared = 0, near_ties = 0;
+  for (const nlohmann::json& entry : json.at("greedy")) {
+    const auto prompt = entry.at("prompt_ids").get<std::vector<int32_t>>();
+    const auto expected = entry.at("greedy_ids").get<std::vector<int32_t>>();
+    engine.reset();
+    std::vector<float> logits = engine.forward(prompt, false);
+    for (size_t t = 0; t < expected.size(); ++t, ++compared) {
+      const int32_t next = argmax(logits);
+      if (next != expected[t]) {
+        // Only a near tie may branch: the two logits within 1e-3 on this engine.
+        ASSERT_LT(std::fabs(logits[next] - logits[expected[t]]), 1e-3f)
+            << variant << " prompt '" << entry.at("prompt").get<std::string>() << "' token " << t;
+        ++near_ties;
+        break;
+      }
+      logits = engine.forward(std::span<const int32_t>(&next, 1), false);
+    }
+  }
+
+  const auto reference = json.at("ppl_wikitext2_val_sample_chunk2048");
+  const Tokenizer tokenizer = Tokenizer::load(model.dir);
+  const auto chunks = perplexity_chunks(tokenizer, shared / "datasets/wikitext2_val_sample.jsonl",
+                                        {}, engine.max_positions());
+  const PerplexityResult result = perplexity(engine, chunks);
+  std::printf(
+      "fixture-%s on the GPU: logits error %.2e, greedy %d tokens equal (%d near-tie branches), "
+      "perplexity %.5f (reference %.5f)\n",
+      variant.c_str(), worst, compared, near_ties, result.perplexity,
+      reference.at("ppl").get<double>());
+  EXPECT_EQ(result.tokens_scored, reference.at("tokens_scored").get<int64_t>());
+  EXPECT_NEAR(result.perplexity, reference.at("ppl").get<double>(),
+              5e-4 * reference.at("ppl").get<double>());
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngineGolden,
+                         testing::Values("fp16", "gptq-g128", "gptq-g128-act"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace q4jit
