@@ -82,6 +82,8 @@ struct GpuEngine::State {
   DeviceBuffer decode_workspace;           // attention_decode's counters (zero) and partials
   std::map<int, GraphExec> decode_graphs;  // by number of attention splits
   bool decode_warm = false;                // kernels of a decode step loaded: capture is safe
+  // Set while profiling: an event is recorded after each op, labelled with its category.
+  std::vector<std::pair<std::string, Event>>* marks = nullptr;
 
   State(const Model& model_in, GpuEngineOptions options_in);
   void allocate_activations();
@@ -93,6 +95,13 @@ struct GpuEngine::State {
   uint64_t tokens_address() const { return inputs.raw(); }
   uint64_t positions_address() const { return inputs.raw() + 4 * uint64_t(chunk); }
   uint64_t length_address() const { return inputs.raw() + 8 * uint64_t(chunk); }
+  void mark(const char* category) {
+    if (marks == nullptr) return;
+    marks->emplace_back(category, backend->create_event());
+    backend->record(marks->back().second, stream);
+  }
+  void set_decode_inputs(int32_t token, int first_position);
+  StepProfile profile(int repetitions);
   void progress(const std::string& line) const {
     if (options.progress) options.progress(line);
   }
@@ -185,6 +194,7 @@ void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits
   const float eps = config.rms_norm_eps;
   const uint64_t ws = matmul_workspace.raw();
   ops->rms_norm(normed.raw(), x.raw(), layer.input_norm.raw(), rows, C, eps, stream);
+  mark("other");
 
   // q, k, v: one fused output [rows, Nq+Nk+Nv], or three packed regions.
   uint64_t parts[3];
@@ -200,6 +210,7 @@ void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits
   }
   for (size_t i = 0; i < layer.attention_in.size(); ++i)
     dispatch->run(layer.attention_in[i], rows, normed.raw(), parts[i], ws, stream);
+  mark("matmul");
 
   const int64_t layer_offset = kv_cache_layer_offset(l, max_positions, Hkv, D) * 2;
   const uint64_t keys = key_cache.raw() + layer_offset, values = value_cache.raw() + layer_offset;
@@ -208,6 +219,7 @@ void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits
       config.rope_scaling.kind == RopeScaling::Kind::linear ? config.rope_scaling.factor : 1.0f;
   ops->rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
                   parts[1], parts[2], keys, values, positions_address(), theta, rope_scale, stream);
+  mark("other");
   const float scale = 1.0f / std::sqrt(float(D));
   if (rows == 1) {
     ops->attention_decode(attention_out.raw(), parts[0], keys, values, decode_workspace.raw(),
@@ -216,33 +228,44 @@ void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits
     ops->attention_prefill({rows, first_position, H, Hkv, D, strides[0], H * D},
                            attention_out.raw(), parts[0], keys, values, scale, stream);
   }
+  mark("attention");
   dispatch->run(layer.o, rows, attention_out.raw(), scratch.raw(), ws, stream);
+  mark("matmul");
   ops->residual_add(x.raw(), scratch.raw(), int64_t(rows) * C, stream);
 
   ops->rms_norm(normed.raw(), x.raw(), layer.post_norm.raw(), rows, C, eps, stream);
+  mark("other");
   const bool fused_mlp = layer.mlp_in.size() == 1;
   const uint64_t gate = mlp_in.raw();
   const uint64_t up = mlp_in.raw() + 2 * uint64_t(fused_mlp ? F : int64_t(rows) * F);
   const int stride = fused_mlp ? 2 * F : F;
   dispatch->run(layer.mlp_in[0], rows, normed.raw(), gate, ws, stream);
   if (!fused_mlp) dispatch->run(layer.mlp_in[1], rows, normed.raw(), up, ws, stream);
+  mark("matmul");
   ops->silu_mul(mlp_hidden.raw(), gate, up, rows, F, stride, stream);
+  mark("other");
   dispatch->run(layer.down, rows, mlp_hidden.raw(), scratch.raw(), ws, stream);
+  mark("matmul");
   ops->residual_add(x.raw(), scratch.raw(), int64_t(rows) * C, stream);
+  mark("other");
 }
 
 // Everything of one forward over `rows` tokens already in `inputs`, ending with fp32 logits of
 // the last row (or of every row) in `logits`. Enqueued only: a graph capture records it.
 void GpuEngine::State::enqueue_forward(int rows, int first_position, int splits, bool all_logits) {
   const int C = config.hidden_size, V = config.vocab_size;
+  mark("start");
   ops->embedding(x.raw(), model.embed.raw(), tokens_address(), rows, V, C, bad_tokens.raw(),
                  stream);
+  mark("other");
   for (int l = 0; l < config.num_hidden_layers; ++l) run_layer(l, rows, first_position, splits);
   const int logit_rows = all_logits ? rows : 1;
   const uint64_t first_row = x.raw() + 2 * uint64_t(all_logits ? 0 : rows - 1) * C;
   ops->rms_norm(normed.raw(), first_row, model.final_norm.raw(), logit_rows, C, config.rms_norm_eps,
                 stream);
+  mark("other");
   ops->lm_head(logits.raw(), normed.raw(), model.lm_head_weight(), logit_rows, C, V, stream);
+  mark("lm_head");
 }
 
 void GpuEngine::State::decode_step(int first_position) {
@@ -261,6 +284,50 @@ void GpuEngine::State::decode_step(int first_position) {
   }
   backend->launch_graph(found->second, stream);
   ++stats.graph_replays;
+}
+
+void GpuEngine::State::set_decode_inputs(int32_t token, int first_position) {
+  std::vector<int32_t> host(2 * size_t(chunk) + 1, 0);
+  host[0] = token;
+  host[chunk] = first_position;
+  host[2 * size_t(chunk)] = first_position + 1;
+  backend->copy_to_device(inputs.raw(), host.data(), host.size() * 4, stream);
+}
+
+StepProfile GpuEngine::State::profile(int repetitions) {
+  StepProfile profile;
+  set_decode_inputs(config.bos_token_id, position);
+  decode_step(position);  // the first step runs plainly and loads every kernel
+  decode_step(position);  // captures the graph of this split count if needed
+  const int splits = int(ceil_div(position + 1, ops->decode_split()));
+  std::vector<double> times;
+  const Event start = backend->create_event(), end = backend->create_event();
+  for (int i = 0; i < repetitions; ++i) {
+    backend->record(start, stream);
+    backend->launch_graph(decode_graphs.at(splits), stream);
+    backend->record(end, stream);
+    times.push_back(1000.0 * backend->elapsed_ms(start, end));
+  }
+  std::sort(times.begin(), times.end());
+  profile.step_us = times[times.size() / 2];
+
+  std::vector<std::pair<std::string, Event>> events;
+  marks = &events;
+  backend->begin_capture(stream);
+  enqueue_forward(1, position, splits, false);
+  marks = nullptr;
+  const GraphExec marked = backend->end_capture(stream);
+  backend->launch_graph(marked, stream);  // warm
+  backend->launch_graph(marked, stream);
+  backend->synchronize(stream);
+  std::map<std::string, double> sums;
+  for (size_t i = 1; i < events.size(); ++i) {
+    const double us = 1000.0 * backend->elapsed_ms(events[i - 1].second, events[i].second);
+    sums[events[i].first] += us;
+    profile.events_total_us += us;
+  }
+  profile.categories_us.assign(sums.begin(), sums.end());
+  return profile;
 }
 
 std::vector<float> GpuEngine::State::run_chunk(std::span<const int32_t> tokens, bool all_logits) {
@@ -334,6 +401,14 @@ std::vector<float> GpuEngine::forward(std::span<const int32_t> tokens, bool all_
     logits.insert(logits.end(), part.begin(), part.end());
   }
   return logits;
+}
+
+StepProfile GpuEngine::profile_decode(int repetitions) {
+  return state_->profile(std::max(repetitions, 1));
+}
+
+MemoryUse GpuEngine::memory_use() const {
+  return {weight_bytes(), cache_bytes(), workspace_bytes()};
 }
 
 GpuEngineStats GpuEngine::stats() const {

@@ -39,6 +39,16 @@ struct GpuEngineStats {
   int64_t graph_replays = 0;
 };
 
+// Where one decode step's time goes (profile_decode()).
+struct StepProfile {
+  double step_us = 0;  // one replay of the decode graph (median of repetitions)
+  // Time between consecutive ops of the same step replayed with events between them, summed by
+  // category: "matmul" (the projections), "attention", "lm_head", "other" (norms, RoPE and cache
+  // write, SiLU, residuals, embedding). Each includes the gap before its kernel.
+  std::vector<std::pair<std::string, double>> categories_us;
+  double events_total_us = 0;  // their sum (events add a little)
+};
+
 class GpuEngine : public Engine {
  public:
   // Error (one line) when there is no usable GPU, the model does not fit, or a kernel fails to
@@ -52,11 +62,15 @@ class GpuEngine : public Engine {
   int position() const override;
   void reset() override;
   std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits) override;
+  MemoryUse memory_use() const override;
 
   GpuEngineStats stats() const;
   int64_t weight_bytes() const;
   int64_t cache_bytes() const;
   int64_t workspace_bytes() const;
+  // Times a decode step at the current position without advancing it (its cache row is written
+  // and will be overwritten by the next real step).
+  StepProfile profile_decode(int repetitions = 50);
   // Per projection and row count, the kernel used: "layer 0 qkv M=1: gemv ... (tuned)".
   std::vector<std::string> describe_choices() const;
 
