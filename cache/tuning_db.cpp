@@ -4,27 +4,32 @@
 // the first one uses it with no compile and no timing. One SQLite file (default_tuning_db_path),
 // shared by every q4jit process of the user; several may tune at once.
 //
-// Schema (version kTuningSchemaVersion = 2, in PRAGMA user_version; every table STRICT):
+// Schema (version kTuningSchemaVersion = 3, in PRAGMA user_version; every table STRICT):
 //
-//   TABLE    KEY                                   COLUMNS
-//   devices  id; unique (name, arch, sm_count,     read_ceiling_bps (v2)
-//            driver_version, nvrtc_version)
-//   results  device_id, family, source_hash, K,    config, median_us, min_us, repetitions,
-//            N, group_size, act_order, m_bucket,   candidates_tried, tuning_seconds;
-//            dtype                                 v2: p90_us, default_config, default_us,
-//                                                  candidates_failed, kernel_key
-//   trials   the results key + config (v2)         status, median_us, min_us, p90_us,
-//                                                  repetitions, rung, relative_error, detail
+//   TABLE      KEY                                   COLUMNS
+//   devices    id; unique (name, arch, sm_count,     read_ceiling_bps (v2)
+//              driver_version, nvrtc_version)
+//   results    device_id, family, source_hash, K,    config, median_us, min_us, repetitions,
+//              N, group_size, act_order, m_bucket,   candidates_tried, tuning_seconds;
+//              dtype                                 v2: p90_us, default_config, default_us,
+//                                                    candidates_failed, kernel_key
+//   trials     the results key + config (v2)         status, median_us, min_us, p90_us,
+//                                                    repetitions, rung, relative_error, detail
+//   decisions  the results key (v3; family is the    choice, config, median_us, default_choice,
+//              decision's kind, "matmul_path")       default_us, alternatives ("gemv=12.5;
+//                                                    mma=10.25"), tuning_seconds
 //
-// History: version 1 had devices and results without the v2 columns and no trials table. A fresh
-// file is built by running every migration from 0, so fresh and migrated files are identical.
+// History: version 1 had devices and results without the v2 columns and no trials table;
+// version 2 had no decisions table. A fresh file is built by running every migration from 0, so
+// fresh and migrated files are identical.
 //
 // Invariants:
 //   (1) A winner's key is device fingerprint (name, arch, SM count, driver, NVRTC) + family +
 //       source hash + shape + M bucket + dtype. A changed kernel source or a new driver or NVRTC
 //       misses (and retunes) without touching the old rows, which stay for the report.
 //   (2) A winner is written only after its candidate matched the reference (the tuner's rule;
-//       trials with another status are never copied into results).
+//       trials with another status are never copied into results). A decision names only
+//       alternatives whose winners matched the reference.
 //   (3) Every write is one BEGIN IMMEDIATE transaction: writers queue on the busy timeout instead
 //       of failing at commit; readers never block (WAL).
 //   (4) Schema creation and migration happen inside one BEGIN IMMEDIATE transaction that re-reads
@@ -85,6 +90,14 @@ const char* const kMigrations[] = {
     " repetitions INTEGER NOT NULL, rung INTEGER NOT NULL, relative_error REAL NOT NULL,"
     " detail TEXT NOT NULL, PRIMARY KEY(device_id, family, source_hash, K, N, group_size,"
     " act_order, m_bucket, dtype, config)) STRICT;",
+    // 2 -> 3
+    "CREATE TABLE decisions(device_id INTEGER NOT NULL REFERENCES devices(id),"
+    " family TEXT NOT NULL, source_hash TEXT NOT NULL, K INTEGER NOT NULL, N INTEGER NOT NULL,"
+    " group_size INTEGER NOT NULL, act_order INTEGER NOT NULL, m_bucket INTEGER NOT NULL,"
+    " dtype TEXT NOT NULL, choice TEXT NOT NULL, config TEXT NOT NULL, median_us REAL NOT NULL,"
+    " default_choice TEXT NOT NULL, default_us REAL NOT NULL, alternatives TEXT NOT NULL,"
+    " tuning_seconds REAL NOT NULL, PRIMARY KEY(device_id, family, source_hash, K, N,"
+    " group_size, act_order, m_bucket, dtype)) STRICT;",
 };
 static_assert(std::size(kMigrations) == kTuningSchemaVersion, "one migration per version");
 
@@ -194,6 +207,38 @@ void bind_key(Statement& statement, int64_t device, const TuningKey& key) {
 
 void default_notice(const std::string& line) {
   std::fprintf(stderr, "q4jit: %s\n", line.c_str());
+}
+
+// Alternatives as stored: "gemv=12.5;mma=10.25" (names never hold '=' or ';').
+std::string join_alternatives(const std::vector<std::pair<std::string, double>>& alternatives) {
+  std::string text;
+  for (const auto& [name, us] : alternatives) {
+    char value[32];
+    std::snprintf(value, sizeof value, "%.9g", us);
+    text += (text.empty() ? "" : ";") + name + "=" + value;
+  }
+  return text;
+}
+
+// The inverse of join_alternatives; malformed items (a hand-edited file) are skipped.
+std::vector<std::pair<std::string, double>> split_alternatives(const std::string& text) {
+  std::vector<std::pair<std::string, double>> alternatives;
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end = text.find(';', begin);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(begin, end - begin);
+    const size_t equals = item.find('=');
+    if (equals != std::string::npos && equals > 0) {
+      const std::string number = item.substr(equals + 1);
+      char* parsed_end = nullptr;
+      const double us = std::strtod(number.c_str(), &parsed_end);
+      if (!number.empty() && parsed_end == number.c_str() + number.size())
+        alternatives.emplace_back(item.substr(0, equals), us);
+    }
+    begin = end + 1;
+  }
+  return alternatives;
 }
 
 }  // namespace
@@ -452,7 +497,7 @@ int64_t TuningDb::forget(const TuningKey& key) {
     write_transaction(db_, [&] {
       const int64_t device = device_id(key.device, false);
       if (device < 0) return;
-      for (const char* table : {"results", "trials"}) {
+      for (const char* table : {"results", "trials", "decisions"}) {
         Statement remove(db_, std::string("DELETE FROM ") + table + " WHERE " + kKeyWhere);
         bind_key(remove, device, key);
         remove.step();
@@ -464,6 +509,81 @@ int64_t TuningDb::forget(const TuningKey& key) {
                 failure.message);
   }
   return removed;
+}
+
+std::optional<DecisionRecord> TuningDb::find_decision(const TuningKey& key) const {
+  if (read_only_) return std::nullopt;
+  try {
+    const int64_t device = device_id(key.device, false);
+    if (device < 0) return std::nullopt;
+    Statement select(db_,
+                     std::string("SELECT choice, config, median_us, default_choice, default_us, "
+                                 "alternatives, tuning_seconds FROM decisions WHERE ") +
+                         kKeyWhere);
+    bind_key(select, device, key);
+    if (!select.step()) return std::nullopt;
+    return DecisionRecord{select.text(0), select.text(1), select.real(2),
+                          select.text(3), select.real(4), split_alternatives(select.text(5)),
+                          select.real(6)};
+  } catch (const SqliteFailure& failure) {
+    throw Error(options_.path.string() + ": reading a decision: " + failure.message);
+  }
+}
+
+void TuningDb::save_decision(const TuningKey& key, const DecisionRecord& decision) {
+  if (read_only_) return;
+  try {
+    write_transaction(db_, [&] {
+      const int64_t device = device_id(key.device, true);
+      Statement insert(db_, std::string("INSERT OR REPLACE INTO decisions(") + kKeyColumns +
+                                ", choice, config, median_us, default_choice, default_us, "
+                                "alternatives, tuning_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                                "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+      bind_key(insert, device, key);
+      insert.bind(10, decision.choice).bind(11, decision.config).bind(12, decision.median_us);
+      insert.bind(13, decision.default_choice).bind(14, decision.default_us);
+      insert.bind(15, join_alternatives(decision.alternatives)).bind(16, decision.tuning_seconds);
+      insert.step();
+    });
+  } catch (const SqliteFailure& failure) {
+    throw Error(options_.path.string() + ": saving a decision: " + failure.message);
+  }
+}
+
+std::vector<DecisionRow> TuningDb::decisions(const std::string& device_filter) const {
+  std::vector<DecisionRow> rows;
+  if (read_only_) return rows;
+  try {
+    Statement select(db_,
+                     "SELECT d.name, d.arch, d.sm_count, d.driver_version, d.nvrtc_version, "
+                     "x.family, x.source_hash, x.K, x.N, x.group_size, x.act_order, x.m_bucket, "
+                     "x.dtype, x.choice, x.config, x.median_us, x.default_choice, x.default_us, "
+                     "x.alternatives, x.tuning_seconds FROM decisions x JOIN devices d ON "
+                     "d.id = x.device_id WHERE instr(d.name, ?1) > 0 ORDER BY d.name, d.arch, "
+                     "d.driver_version, d.nvrtc_version, x.family, x.K, x.N, x.group_size, "
+                     "x.act_order, x.m_bucket, x.dtype, x.source_hash");
+    select.bind(1, device_filter);
+    while (select.step()) {
+      DecisionRow row;
+      row.key.device = {select.text(0), int(select.integer(1)), int(select.integer(2)),
+                        int(select.integer(3)), select.text(4)};
+      row.key.family = select.text(5);
+      row.key.source_hash = select.text(6);
+      row.key.K = select.integer(7);
+      row.key.N = select.integer(8);
+      row.key.group_size = select.integer(9);
+      row.key.act_order = select.integer(10) != 0;
+      row.key.m_bucket = int(select.integer(11));
+      row.key.dtype = select.text(12);
+      row.decision = {select.text(13), select.text(14), select.real(15),
+                      select.text(16), select.real(17), split_alternatives(select.text(18)),
+                      select.real(19)};
+      rows.push_back(std::move(row));
+    }
+  } catch (const SqliteFailure& failure) {
+    throw Error(options_.path.string() + ": reading decisions: " + failure.message);
+  }
+  return rows;
 }
 
 void TuningDb::save_read_ceiling(const DeviceFingerprint& device, double bytes_per_second) {

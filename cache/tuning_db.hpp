@@ -1,6 +1,7 @@
 // The tuning database: per problem (device, kernel family and its source hash, shape, M bucket)
-// the winning configuration with its timings, every candidate tried (trials) and each device's
-// measured read ceiling. SQLite, one file shared by concurrent processes. The schema, the
+// the winning configuration with its timings, every candidate tried (trials), the decisions
+// between alternatives beyond one family (which matmul path runs a shape at an M bucket) and each
+// device's measured read ceiling. SQLite, one file shared by concurrent processes. The schema, the
 // migrations and the invariants are described at the top of tuning_db.cpp.
 // Not here: choosing candidates or timing them (tuner/), compiled kernels (kernel_store.hpp).
 #pragma once
@@ -10,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct sqlite3;
@@ -18,7 +20,7 @@ namespace q4jit {
 
 // PRAGMA user_version of the schema this build writes. Bump it with a migration step in
 // tuning_db.cpp whenever a table or column changes.
-inline constexpr int kTuningSchemaVersion = 2;
+inline constexpr int kTuningSchemaVersion = 3;
 
 // What identifies a GPU for tuning: a new driver or NVRTC makes a new device (old rows stay).
 struct DeviceFingerprint {
@@ -96,6 +98,24 @@ struct ResultRow {
   WinnerRecord winner;
 };
 
+// A choice between alternatives that are not configurations of one family, keyed like a winner:
+// family names the kind of decision ("matmul_path"), source_hash covers every family it compares.
+struct DecisionRecord {
+  std::string choice;          // the alternative taken: "gemv", "mma", "dequant_gemm"
+  std::string config;          // its configuration (its family's winner)
+  double median_us = 0;        // its time
+  std::string default_choice;  // what the built-in defaults take here
+  double default_us = 0;       // its time; 0 when it was not measured
+  // Every alternative measured, with its time: [("gemv", 12.5), ("mma", 10.25)].
+  std::vector<std::pair<std::string, double>> alternatives;
+  double tuning_seconds = 0;
+};
+
+struct DecisionRow {
+  TuningKey key;
+  DecisionRecord decision;
+};
+
 struct TuningDbOptions {
   std::filesystem::path path;
   // One-line notices (newer schema, corrupt file moved aside). Default: stderr with "q4jit: ".
@@ -124,8 +144,14 @@ class TuningDb {
   // replaces the first.
   void save_trial(const TuningKey& key, const TrialRecord& trial);
   void save_winner(const TuningKey& key, const WinnerRecord& winner);
-  // Removes the winner and trials of key (tune --force). Returns the rows removed.
+  // Removes the winner, trials and decision of key (tune --force). Returns the rows removed.
   int64_t forget(const TuningKey& key);
+
+  std::optional<DecisionRecord> find_decision(const TuningKey& key) const;
+  // One BEGIN IMMEDIATE transaction; replaces an earlier decision of the same key.
+  void save_decision(const TuningKey& key, const DecisionRecord& decision);
+  // Every decision, sorted like results(); only devices whose name contains device_filter.
+  std::vector<DecisionRow> decisions(const std::string& device_filter = "") const;
 
   void save_read_ceiling(const DeviceFingerprint& device, double bytes_per_second);
   std::optional<double> read_ceiling(const DeviceFingerprint& device) const;

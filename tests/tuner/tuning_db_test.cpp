@@ -1,5 +1,6 @@
-// The tuning database: creation, migration from schema 1, winners and trials round trips, keys
-// that must not collide, a newer-schema file, a corrupt file, two processes writing at once.
+// The tuning database: creation, migrations from schemas 1 and 2, winners, trials and decisions
+// round trips, keys that must not collide, a newer-schema file, a corrupt file, two processes
+// writing at once.
 #include "cache/tuning_db.hpp"
 
 #include <sqlite3.h>
@@ -197,6 +198,123 @@ TEST(TuningDb, MigratesVersionOneKeepingItsWinners) {
   EXPECT_EQ(schema_of(old_file), schema_of(fresh_file));  // migrated == created
 }
 
+// The version-2 schema exactly as that version wrote it (version 1 plus its 1 -> 2 step).
+constexpr const char* kSchemaV2Additions =
+    "ALTER TABLE devices ADD COLUMN read_ceiling_bps REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE results ADD COLUMN p90_us REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE results ADD COLUMN default_config TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE results ADD COLUMN default_us REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE results ADD COLUMN candidates_failed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE results ADD COLUMN kernel_key TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE trials(device_id INTEGER NOT NULL REFERENCES devices(id),"
+    " family TEXT NOT NULL, source_hash TEXT NOT NULL, K INTEGER NOT NULL, N INTEGER NOT NULL,"
+    " group_size INTEGER NOT NULL, act_order INTEGER NOT NULL, m_bucket INTEGER NOT NULL,"
+    " dtype TEXT NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL,"
+    " median_us REAL NOT NULL, min_us REAL NOT NULL, p90_us REAL NOT NULL,"
+    " repetitions INTEGER NOT NULL, rung INTEGER NOT NULL, relative_error REAL NOT NULL,"
+    " detail TEXT NOT NULL, PRIMARY KEY(device_id, family, source_hash, K, N, group_size,"
+    " act_order, m_bucket, dtype, config)) STRICT;"
+    "PRAGMA user_version = 2;";
+
+TuningKey decision_key(int m_bucket = 16) {
+  TuningKey key = sample_key(m_bucket);
+  key.family = "matmul_path";
+  key.source_hash = "9f00";
+  return key;
+}
+
+DecisionRecord sample_decision() {
+  DecisionRecord decision;
+  decision.choice = "mma";
+  decision.config = "tm16.tn128.tk64.wn4.wk1.st3.sk2";
+  decision.median_us = 26.625;
+  decision.default_choice = "mma";
+  decision.default_us = 26.625;
+  decision.alternatives = {{"gemv", 85.125}, {"mma", 26.625}, {"dequant_gemm", 170.5}};
+  decision.tuning_seconds = 3.5;
+  return decision;
+}
+
+TEST(TuningDb, MigratesVersionTwoKeepingWinnersAndTrials) {
+  test::TempDir dir;
+  const fs::path old_file = dir / "v2.sqlite3";
+  run_sql(old_file, std::string(kSchemaV1) + kSchemaV2Additions +
+                        "INSERT INTO devices VALUES (1, 'NVIDIA H100 80GB HBM3', 90, 132, 13000,"
+                        " '13-0', 3.1e12);"
+                        "INSERT INTO results(device_id, family, source_hash, K, N, group_size,"
+                        " act_order, m_bucket, dtype, config, median_us, min_us, repetitions,"
+                        " candidates_tried, tuning_seconds, kernel_key) VALUES (1, 'q4_matmul',"
+                        " 'ab12', 4096, 12288, 128, 1, 1, 'f16', 'bt64.cpt2.lw32.ks1024.mb1.xs."
+                        "f32.at', 9.5, 9.25, 12, 40, 1.5, 'k2');"
+                        "INSERT INTO trials VALUES (1, 'q4_matmul', 'ab12', 4096, 12288, 128, 1,"
+                        " 1, 'f16', 'c', 'wrong_result', 0, 0, 0, 0, 0, 0.5, 'bad');");
+  {
+    TuningDb db({old_file, {}});
+    EXPECT_EQ(db.file_schema_version(), kTuningSchemaVersion);
+    const auto winner = db.find_winner(sample_key());
+    ASSERT_TRUE(winner.has_value());
+    EXPECT_EQ(winner->kernel_key, "k2");
+    ASSERT_EQ(db.trials(sample_key()).size(), 1u);
+    EXPECT_EQ(db.trials(sample_key())[0].status, TrialStatus::wrong_result);
+    EXPECT_DOUBLE_EQ(db.read_ceiling(sample_key().device).value(), 3.1e12);
+    EXPECT_FALSE(db.find_decision(decision_key()).has_value());
+    db.save_decision(decision_key(), sample_decision());  // the new table works
+    EXPECT_TRUE(db.find_decision(decision_key()).has_value());
+  }
+  const fs::path fresh_file = dir / "fresh.sqlite3";
+  { TuningDb fresh({fresh_file, {}}); }
+  EXPECT_EQ(schema_of(old_file), schema_of(fresh_file));  // migrated == created
+}
+
+TEST(TuningDb, DecisionsRoundTripAndAreKeyedLikeWinners) {
+  test::TempDir dir;
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  db.save_decision(decision_key(), sample_decision());
+  const auto found = db.find_decision(decision_key());
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->choice, "mma");
+  EXPECT_EQ(found->config, sample_decision().config);
+  EXPECT_DOUBLE_EQ(found->median_us, 26.625);
+  EXPECT_EQ(found->default_choice, "mma");
+  EXPECT_EQ(found->alternatives, sample_decision().alternatives);
+  EXPECT_DOUBLE_EQ(found->tuning_seconds, 3.5);
+  // Another bucket, source hash or device misses; a winner of the same key is another table.
+  TuningKey other = decision_key(32);
+  EXPECT_FALSE(db.find_decision(other).has_value());
+  other = decision_key();
+  other.source_hash = "9f01";
+  EXPECT_FALSE(db.find_decision(other).has_value());
+  other = decision_key();
+  other.device.driver_version = 13010;
+  EXPECT_FALSE(db.find_decision(other).has_value());
+  EXPECT_FALSE(db.find_winner(decision_key()).has_value());
+  // A second save replaces the first; decisions() lists it; forget removes it.
+  DecisionRecord gemv = sample_decision();
+  gemv.choice = "gemv";
+  db.save_decision(decision_key(), gemv);
+  db.save_decision(decision_key(64), sample_decision());
+  const std::vector<DecisionRow> rows = db.decisions();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].key.m_bucket, 16);
+  EXPECT_EQ(rows[0].decision.choice, "gemv");
+  EXPECT_EQ(rows[1].key, decision_key(64));
+  EXPECT_TRUE(db.decisions("A100").empty());
+  EXPECT_EQ(db.forget(decision_key()), 1);
+  EXPECT_FALSE(db.find_decision(decision_key()).has_value());
+}
+
+TEST(TuningDb, MalformedAlternativesAreSkippedNotFatal) {
+  test::TempDir dir;
+  const fs::path path = dir / "tuning.sqlite3";
+  { TuningDb({path, {}}).save_decision(decision_key(), sample_decision()); }
+  run_sql(path, "UPDATE decisions SET alternatives = 'gemv=12.5;=3;mma;dequant_gemm=x1;a=2e1'");
+  TuningDb db({path, {}});
+  const auto found = db.find_decision(decision_key());
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->alternatives,
+            (std::vector<std::pair<std::string, double>>{{"gemv", 12.5}, {"a", 20.0}}));
+}
+
 TEST(TuningDb, NewerSchemaOpensReadOnlyWithOneNotice) {
   test::TempDir dir;
   const fs::path path = dir / "tuning.sqlite3";
@@ -209,7 +327,10 @@ TEST(TuningDb, NewerSchemaOpensReadOnlyWithOneNotice) {
   EXPECT_NE(notices.lines[0].find("newer"), std::string::npos) << notices.lines[0];
   EXPECT_NE(notices.lines[0].find("read-only"), std::string::npos) << notices.lines[0];
   EXPECT_FALSE(db.find_winner(sample_key()).has_value());  // defaults used
-  db.save_winner(sample_key(), sample_winner());           // ignored, the file is untouched
+  EXPECT_FALSE(db.find_decision(decision_key()).has_value());
+  EXPECT_TRUE(db.decisions().empty());
+  db.save_winner(sample_key(), sample_winner());  // ignored, the file is untouched
+  db.save_decision(decision_key(), sample_decision());
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
   sqlite3_stmt* statement = nullptr;
