@@ -1,6 +1,7 @@
 // q4jit tune: finds the distinct matmul shapes of a model and tunes, per M bucket, those missing
-// from the tuning database (tuner/autotuner.hpp); prints per problem the winner, the default and
-// the speedup, and the counts (compiles, timings) that show a second run does nothing.
+// from the tuning database (tuner/autotuner.hpp): each path's family (gemv, mma, dequant_gemm)
+// and the path decision. Prints per problem the winner, the default and the speedup, per bucket
+// the path chosen, and the counts (compiles, timings) that show a second run does nothing.
 // Needs a GPU: without one, a one-line error says so.
 #include <cstdio>
 #include <memory>
@@ -20,8 +21,9 @@ struct TuneArgs {
   std::string model;
   double budget = 60;
   double shape_cap = 0;
-  std::string rows = "1,2,4,8,16";
+  std::string rows = "1,2,4,8,16,32,64,128,256,512,1024,2048";
   bool force = false;
+  bool whole_gemm_space = false;
   bool json = false;
   bool quiet = false;
   bool verbose = false;
@@ -48,11 +50,62 @@ void print_outcomes(const std::vector<ProblemOutcome>& outcomes) {
   }
 }
 
+std::string alternatives_text(const DecisionRecord& decision) {
+  std::string text;
+  for (const auto& [name, us] : decision.alternatives) {
+    char item[64];
+    std::snprintf(item, sizeof item, "%s%s %.2f us", text.empty() ? "" : ", ", name.c_str(), us);
+    text += item;
+  }
+  return text;
+}
+
+void print_decisions(const std::vector<DecisionOutcome>& decisions) {
+  for (const DecisionOutcome& outcome : decisions) {
+    const DecisionRecord& d = outcome.decision;
+    std::printf("%-44s %-10s ", outcome.key.shape_label().c_str(), outcome.projections.c_str());
+    if (d.choice.empty()) {
+      std::printf("default path (%s)\n",
+                  outcome.skipped.empty() ? "not decided" : outcome.skipped.c_str());
+      continue;
+    }
+    std::printf("%s %s (default %s; %s) [%s]\n", d.choice.c_str(), d.config.c_str(),
+                d.default_choice.c_str(), alternatives_text(d).c_str(),
+                outcome.from_db ? "stored" : "decided");
+  }
+}
+
+nlohmann::json decisions_json(const std::vector<DecisionOutcome>& decisions) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const DecisionOutcome& outcome : decisions) {
+    nlohmann::json alternatives = nlohmann::json::object();
+    for (const auto& [name, us] : outcome.decision.alternatives) alternatives[name] = us;
+    rows.push_back({{"K", outcome.key.K},
+                    {"N", outcome.key.N},
+                    {"group_size", outcome.key.group_size},
+                    {"act_order", outcome.key.act_order},
+                    {"m_bucket", outcome.key.m_bucket},
+                    {"projections", outcome.projections},
+                    {"state", outcome.from_db   ? "stored"
+                              : outcome.decided ? "decided"
+                                                : "not decided: " + outcome.skipped},
+                    {"path", outcome.decision.choice},
+                    {"config", outcome.decision.config},
+                    {"median_us", outcome.decision.median_us},
+                    {"default_path", outcome.decision.default_choice},
+                    {"default_us", outcome.decision.default_us},
+                    {"alternatives_us", alternatives}});
+  }
+  return rows;
+}
+
 nlohmann::json outcomes_json(const std::vector<ProblemOutcome>& outcomes) {
   nlohmann::json rows = nlohmann::json::array();
   for (const ProblemOutcome& outcome : outcomes) {
     const WinnerRecord& w = outcome.winner;
     rows.push_back({{"problem", outcome.key.shape_label()},
+                    {"family", outcome.key.family},
+                    {"path", to_string(outcome.path)},
                     {"projections", outcome.projections},
                     {"K", outcome.key.K},
                     {"N", outcome.key.N},
@@ -90,6 +143,7 @@ void run_tune(const TuneArgs& args) {
   options.shape_cap_seconds = args.shape_cap;
   options.m_buckets = parse_m_buckets(args.rows);
   options.force = args.force;
+  options.whole_gemm_space = args.whole_gemm_space;
   if (!args.quiet)
     options.progress = [](const std::string& line) {
       std::fprintf(stderr, "q4jit: tune: %s\n", line.c_str());
@@ -109,27 +163,35 @@ void run_tune(const TuneArgs& args) {
                              {"store_hits", compiles.store_hits},
                              {"validations", counts.validations},
                              {"timings", counts.timings},
+                             {"decisions_made", counts.decisions},
+                             {"decisions_stored", counts.decisions_from_db},
                              {"seconds", counts.seconds},
-                             {"results", outcomes_json(outcomes)}};
+                             {"results", outcomes_json(outcomes)},
+                             {"decisions", decisions_json(tuner.decisions())}};
     std::printf("%s\n", report.dump().c_str());
     return;
   }
   std::printf("%s, %zu shapes, tuning database %s\n",
               backend.value()->current_device().name.c_str(), shapes.size(), db.path().c_str());
   print_outcomes(outcomes);
+  std::printf("paths per shape and M bucket:\n");
+  print_decisions(tuner.decisions());
   std::printf(
-      "%lld problems: %lld tuned, %lld stored; compiles %lld, timings %lld, validations %lld, %.1f "
-      "s\n",
+      "%lld problems: %lld tuned, %lld stored; %lld paths decided, %lld stored; compiles %lld, "
+      "timings %lld, validations %lld, %.1f s\n",
       (long long)counts.problems, (long long)counts.tuned, (long long)counts.from_db,
+      (long long)counts.decisions, (long long)counts.decisions_from_db,
       (long long)compiles.compiles, (long long)counts.timings, (long long)counts.validations,
       counts.seconds);
   if (args.verbose) {
     // What a warm second run proves: compiles 0, timings 0.
     std::printf(
         "kernels: %s\ntuning: problems %lld, from the database %lld, tuned %lld, "
-        "validations %lld, timings %lld\n",
+        "decisions %lld made %lld stored, validations %lld, timings %lld, winner compiles %lld\n",
         compiles.summary().c_str(), (long long)counts.problems, (long long)counts.from_db,
-        (long long)counts.tuned, (long long)counts.validations, (long long)counts.timings);
+        (long long)counts.tuned, (long long)counts.decisions, (long long)counts.decisions_from_db,
+        (long long)counts.validations, (long long)counts.timings,
+        (long long)counts.winner_compiles);
   }
 }
 
@@ -146,7 +208,10 @@ void add_tune_command(CLI::App& app) {
       "--shape-cap", args->shape_cap,
       "Seconds per shape and M bucket at most (default: the fair share of the budget)");
   tune->add_option("--m", args->rows,
-                   "Comma-separated rows (M) to tune, rounded up to buckets (default 1,2,4,8,16)");
+                   "Comma-separated rows (M) to tune, rounded up to buckets (default "
+                   "1,2,...,2048: gemv up to 16, mma and dequant+gemm from 16)");
+  tune->add_flag("--gemm-space", args->whole_gemm_space,
+                 "Dequant+gemm path: try every gemm_f16 configuration, not only the default");
   tune->add_flag("--force", args->force, "Forget stored winners and trials of these shapes first");
   tune->add_flag("--json", args->json, "Print one JSON object instead of text");
   tune->add_flag("-q,--quiet", args->quiet, "No progress lines");

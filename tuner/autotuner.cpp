@@ -1,24 +1,25 @@
-// The tuning loop for q4_matmul (autotuner.hpp): enumerate, prune, compile, prune, validate,
-// time, store. Per problem (shape x M bucket) the order is fixed so that an interrupted tune
-// resumes: trials already in the database are not validated again, and a stored first-round time
-// stands in for that candidate's first measurement.
+// The tuning loop (autotuner.hpp): find the problems, compile their candidates, then per shape
+// (sharing its weights on the device) and bucket: search each path's family within its share,
+// store the winner at once, compile it alone in the background, and decide the bucket's path.
+// Per problem the order is fixed so that an interrupted tune resumes (problem_search.hpp).
 #include "tuner/autotuner.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
+#include <future>
+#include <list>
 #include <map>
+#include <memory>
 #include <random>
+#include <set>
 #include <thread>
 
-#include "common/half.hpp"
-#include "model/gptq.hpp"
-#include "model/ref/cpu_engine.hpp"
-#include "tuner/measure.hpp"
-#include "tuner/q4_matmul_runner.hpp"
-#include "tuner/q4_matmul_tuning.hpp"
-#include "tuner/selection.hpp"
+#include "tuner/budget.hpp"
+#include "tuner/path_decision.hpp"
+#include "tuner/problem_search.hpp"
+#include "tuner/shape_bench.hpp"
+#include "tuner/tuned_families.hpp"
 
 namespace q4jit {
 
@@ -30,55 +31,56 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Random GPTQ weights in the loaded layout; timings do not depend on the values, validation
-// needs them random (never all zeros). Act-order: every group spread over K by a stride.
-GptqLinear random_linear(const MatmulShapeKey& shape, uint64_t seed) {
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  GptqLinear linear;
-  linear.name = "tune";
-  linear.K = static_cast<int>(shape.K);
-  linear.N = static_cast<int>(shape.N);
-  linear.group_size = static_cast<int>(shape.group_size);
-  linear.G = linear.K / linear.group_size;
-  linear.act_order = shape.act_order;
-  std::uniform_int_distribution<uint32_t> word;
-  linear.qweight.resize(size_t(linear.K / 8) * linear.N);
-  for (int32_t& value : linear.qweight) value = static_cast<int32_t>(word(rng));
-  linear.qzeros.resize(size_t(linear.G) * (linear.N / 8));
-  for (int32_t& value : linear.qzeros) value = static_cast<int32_t>(word(rng));
-  std::uniform_real_distribution<float> scale(0.5f, 1.5f);
-  linear.scales.resize(size_t(linear.G) * linear.N);
-  const float base = 1.0f / (8.0f * std::sqrt(float(linear.K)));
-  for (uint16_t& value : linear.scales) value = float_to_half(scale(rng) * base);
-  if (shape.act_order) {
-    std::vector<int32_t> g_idx(linear.K);
-    for (int k = 0; k < linear.K; ++k) g_idx[k] = int32_t((int64_t(k) * 7919) % linear.G);
-    // The stride pattern fills groups evenly only when G divides it well; fall back to blocks.
-    std::vector<int> counts(linear.G, 0);
-    for (int32_t g : g_idx) ++counts[g];
-    if (std::any_of(counts.begin(), counts.end(), [&](int c) { return c != linear.group_size; })) {
-      for (int k = 0; k < linear.K; ++k) g_idx[k] = (linear.G - 1) - k / linear.group_size;
-    }
-    linear.x_map = act_order_permutation(g_idx, linear.G);
-  }
-  return linear;
-}
-
-struct WeightCopy {
-  DeviceBuffer qweight, scales, qzeros, x_map;
-};
-
-// Everything one weight shape's problems share: the weights, the reference W, the copies.
-struct ShapeData {
-  GptqLinear linear;
-  std::vector<float> weight;  // [N, K] reference
-  std::vector<WeightCopy> copies;
-  int64_t weight_bytes = 0;
-};
+// From this bucket on a product is compute-bound: two weight copies are rotated, not enough to
+// exceed the L2, which saves most of a repetition's time on prefill-sized products.
+constexpr int kComputeBoundBucket = 64;
+// A problem of a single candidate (the default GEMM after a dequantization) gets this weight.
+constexpr double kSingleCandidateWeight = 0.25;
 
 bool terminal_failure(TrialStatus status) {
   return status != TrialStatus::ok;
 }
+
+MatmulShapeKey shape_of(const TuningKey& key) {
+  return {key.K, key.N, key.group_size, key.act_order};
+}
+
+// Candidate indices in validation order: the default first, then a fixed shuffle per problem, so
+// that a list cut short by the time share is a fair sample of the space.
+std::vector<size_t> validation_order(const std::vector<CandidateFootprint>& candidates,
+                                     const std::string& default_config, const TuningKey& key) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (candidates[i].config != default_config) order.push_back(i);
+  }
+  std::mt19937 rng(uint32_t(key.K * 31 + key.N * 7 + key.m_bucket));
+  std::shuffle(order.begin(), order.end(), rng);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (candidates[i].config == default_config) order.insert(order.begin(), i);
+  }
+  return order;
+}
+
+// A winner compiled alone, off the problems' clocks: its store key(s) ("a+b" for two kernels).
+struct CompiledWinner {
+  std::string kernel_key;
+  std::string error;
+  double seconds = 0;
+};
+
+struct WinnerCompile {
+  size_t outcome;
+  std::future<CompiledWinner> result;
+};
+
+// One shape and bucket: its paths' problems and its decision.
+struct BucketWork {
+  size_t shape = 0;  // into the shapes tuned
+  MatmulShapeKey weights;
+  int bucket = 1;
+  std::vector<size_t> problems;  // into outcomes
+  size_t decision = 0;           // into decisions
+};
 
 class TuneRun {
  public:
@@ -91,29 +93,31 @@ class TuneRun {
         counters_(counters),
         device_(backend.current_device()),
         fingerprint_(device_fingerprint(device_, service.compiler())),
-        family_(q4_matmul_family()),
-        source_hash_(family_source_hash(family_)) {}
-
-  std::vector<ProblemOutcome> run(const std::vector<TuneShape>& shapes);
+        target_(select_target(device_.sm(), service.compiler().supported_archs())),
+        jobs_(options.jobs > 0 ? options.jobs
+                               : int(std::max(1u, std::thread::hardware_concurrency()))) {}
+  std::vector<ProblemOutcome> run(const std::vector<TuneShape>& shapes,
+                                  std::vector<DecisionOutcome>& decisions);
 
  private:
   void say(const std::string& line) const {
     if (options_.progress) options_.progress(line);
   }
-  template <typename T>
-  DeviceBuffer upload(const std::vector<T>& host) {
-    DeviceBuffer buffer = backend_.allocate(std::max<size_t>(host.size() * sizeof(T), 16));
-    if (!host.empty())
-      backend_.copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
-    return buffer;
+  TunedFamily& family(MatmulPath path) {
+    std::unique_ptr<TunedFamily>& found = families_[path];
+    if (!found)
+      found =
+          make_tuned_family(path, backend_, service_, options_.limits, options_.whole_gemm_space);
+    return *found;
   }
-  Q4MatmulShape shape_of(const TuningKey& key) const {
-    return {key.m_bucket, key.K, key.N, key.group_size, key.act_order};
-  }
-  void compile_candidates(const std::vector<ProblemOutcome*>& pending);
-  ShapeData prepare_shape(const MatmulShapeKey& shape);
-  void tune_problem(ProblemOutcome& outcome, ShapeData& data, double seconds);
-  void store_winner(ProblemOutcome& outcome, WinnerRecord winner);
+  void find_problems(const std::vector<TuneShape>& shapes);
+  std::vector<CandidateVerdict> verdicts_before_compile(const ProblemOutcome& outcome);
+  void compile_candidates();
+  void tune_shape(size_t first, size_t end, TuneBudget& budget, size_t& index);
+  void tune_problem(ProblemOutcome& outcome, ShapeBench& bench, double share);
+  void decide(const BucketWork& work);
+  void start_winner_compile(size_t outcome);
+  void collect_winner_compiles(bool wait);
 
   Backend& backend_;
   KernelService& service_;
@@ -122,359 +126,318 @@ class TuneRun {
   TuneCounters& counters_;
   const DeviceInfo& device_;
   DeviceFingerprint fingerprint_;
-  KernelFamily family_;
-  std::string source_hash_;
+  CompileTarget target_;
+  int jobs_;
   Clock::time_point start_ = Clock::now();
-  std::map<std::string, Result<Q4MatmulKernel>> kernels_;
-  std::map<std::string, std::optional<CandidateVerdict>> after_compile_;
-  double winner_compile_seconds_ = 0.5;  // the longest winner compile seen: reserved per problem
+  std::map<MatmulPath, std::unique_ptr<TunedFamily>> families_;
+  std::vector<ProblemOutcome> outcomes_;
+  std::vector<DecisionOutcome> decisions_;
+  std::vector<BucketWork> buckets_;
+  CompileEstimate compile_estimate_{BudgetPolicy{}.compile_guess_seconds};
+  std::list<WinnerCompile> winner_compiles_;
 };
 
-// Candidate indices in validation order: the default first, then a fixed shuffle per problem, so
-// that a list cut short by the time share is a fair sample of the space.
-std::vector<size_t> validation_order(size_t count, const TuningKey& key) {
-  std::vector<size_t> order(count);
-  for (size_t i = 0; i < count; ++i) order[i] = i;
-  if (count > 1) {
-    std::mt19937 rng(uint32_t(key.K * 31 + key.N * 7 + key.m_bucket));
-    std::shuffle(order.begin() + 1, order.end(), rng);
+void TuneRun::find_problems(const std::vector<TuneShape>& shapes) {
+  const bool tensor_cores = q4_mma_family().supports(device_.sm());
+  const std::string path_hash = matmul_path_source_hash();
+  for (size_t s = 0; s < shapes.size(); ++s) {
+    const TuneShape& shape = shapes[s];
+    for (int bucket : options_.m_buckets) {
+      BucketWork work{s, shape.shape, bucket, {}, decisions_.size()};
+      bool every_winner_stored = true;
+      for (MatmulPath path : tuned_paths(bucket, tensor_cores)) {
+        TunedFamily& tuned = family(path);
+        if (tuned.default_config(shape.shape, bucket).empty()) continue;  // nothing legal
+        ProblemOutcome outcome;
+        outcome.key =
+            make_tuning_key(fingerprint_, tuned.name(), tuned.source_hash(), shape.shape, bucket);
+        outcome.path = path;
+        outcome.projections = shape.projections;
+        if (options_.force) db_.forget(outcome.key);
+        if (const auto winner = db_.find_winner(outcome.key)) {
+          outcome.from_db = true;
+          outcome.winner = *winner;
+          ++counters_.from_db;
+        }
+        every_winner_stored = every_winner_stored && outcome.from_db;
+        work.problems.push_back(outcomes_.size());
+        outcomes_.push_back(std::move(outcome));
+      }
+      DecisionOutcome decision;
+      decision.key =
+          make_tuning_key(fingerprint_, kMatmulPathFamily, path_hash, shape.shape, bucket);
+      decision.projections = shape.projections;
+      if (options_.force) db_.forget(decision.key);
+      const auto stored = db_.find_decision(decision.key);
+      if (stored && every_winner_stored) {
+        decision.from_db = true;
+        decision.decision = *stored;
+        ++counters_.decisions_from_db;
+      }
+      decisions_.push_back(std::move(decision));
+      buckets_.push_back(std::move(work));
+    }
   }
-  return order;
+  counters_.problems = int64_t(outcomes_.size());
 }
 
-// The winner's request compiled alone (store first): its key is what a warm load requests.
-void TuneRun::store_winner(ProblemOutcome& outcome, WinnerRecord winner) {
-  const Clock::time_point compile_start = Clock::now();
-  const CompileTarget target = select_target(device_.sm(), service_.compiler().supported_archs());
-  const Result<std::string> key =
-      record_winner_kernel(service_, q4_matmul_configs_by_name().at(winner.config), target);
-  winner_compile_seconds_ = std::max(winner_compile_seconds_, seconds_since(compile_start));
-  winner.kernel_key = key.ok() ? key.value() : "";
-  if (!key.ok()) say(winner.config + ": winner not compiled alone: " + key.error().what());
-  db_.save_winner(outcome.key, winner);
-  outcome.winner = std::move(winner);
+std::vector<CandidateVerdict> TuneRun::verdicts_before_compile(const ProblemOutcome& outcome) {
+  return prune_before_compile(
+      family(outcome.path).footprints(shape_of(outcome.key), outcome.key.m_bucket), device_,
+      outcome.key.m_bucket);
 }
 
-void TuneRun::compile_candidates(const std::vector<ProblemOutcome*>& pending) {
-  std::vector<Q4MatmulConfig> configs;
-  std::map<std::string, bool> seen;
-  for (const ProblemOutcome* outcome : pending) {
-    const Q4MatmulShape shape = shape_of(outcome->key);
+void TuneRun::compile_candidates() {
+  std::map<MatmulPath, std::vector<std::string>> configs;
+  std::set<std::pair<MatmulPath, std::string>> seen;
+  for (const ProblemOutcome& outcome : outcomes_) {
+    if (outcome.from_db) continue;
     std::map<std::string, TrialStatus> stored;
-    for (const TrialRecord& trial : db_.trials(outcome->key)) stored[trial.config] = trial.status;
-    for (const Q4MatmulConfig& cfg : q4_matmul_candidates(shape)) {
-      const std::string name = to_string(cfg);
-      const auto it = stored.find(name);
+    for (const TrialRecord& trial : db_.trials(outcome.key)) stored[trial.config] = trial.status;
+    for (const CandidateVerdict& verdict : verdicts_before_compile(outcome)) {
+      const auto it = stored.find(verdict.config);
       if (it != stored.end() && terminal_failure(it->second)) continue;
-      if (!legal(cfg, device_, shape) || seen[name]) continue;
-      seen[name] = true;
-      configs.push_back(cfg);
+      if (verdict.status != TrialStatus::ok) continue;
+      if (seen.insert({outcome.path, verdict.config}).second)
+        configs[outcome.path].push_back(verdict.config);
     }
   }
-  const int jobs =
-      options_.jobs > 0 ? options_.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
-  say("compiling " + std::to_string(configs.size()) + " configurations on " + std::to_string(jobs) +
-      " threads (kernel store first)");
-  std::vector<Result<Q4MatmulKernel>> loaded = load_q4_matmul(backend_, service_, configs, jobs);
-  for (size_t i = 0; i < configs.size(); ++i) {
-    const std::string name = to_string(configs[i]);
-    if (loaded[i].ok()) {
-      const Function& function = loaded[i].value().matmul;
-      const int blocks = backend_.max_active_blocks_per_sm(function, configs[i].block_threads, 0);
-      after_compile_[name] =
-          prune_after_compile(name, backend_.attributes(function), blocks, options_.limits);
-    }
-    kernels_.emplace(name, std::move(loaded[i]));
+  for (auto& [path, names] : configs) {
+    say("compiling " + std::to_string(names.size()) + " " + family(path).name() +
+        " configurations on " + std::to_string(jobs_) + " threads (kernel store first)");
+    family(path).load(names, jobs_);
   }
   say("compiled in " + std::to_string(int(seconds_since(start_))) +
       " s: " + service_.counters().summary());
 }
 
-ShapeData TuneRun::prepare_shape(const MatmulShapeKey& shape) {
-  ShapeData data;
-  data.linear = random_linear(shape, uint64_t(shape.K) * 131 + uint64_t(shape.N));
-  data.weight = dequantize_gptq(data.linear);
-  data.weight_bytes =
-      int64_t(data.linear.qweight.size() + data.linear.qzeros.size() + data.linear.x_map.size()) *
-          4 +
-      int64_t(data.linear.scales.size()) * 2;
-  const int copies = std::min(copies_beyond_cache(device_, data.weight_bytes),
-                              std::max(options_.max_weight_copies, 2));
-  for (int i = 0; i < copies; ++i) {
-    data.copies.push_back({upload(data.linear.qweight), upload(data.linear.scales),
-                           upload(data.linear.qzeros), upload(data.linear.x_map)});
+void TuneRun::start_winner_compile(size_t index) {
+  const ProblemOutcome& outcome = outcomes_[index];
+  std::vector<CompileRequest> requests =
+      family(outcome.path).winner_requests(outcome.winner.config, target_);
+  KernelService* service = &service_;
+  winner_compiles_.push_back(
+      {index, std::async(std::launch::async, [service, requests = std::move(requests)] {
+         const Clock::time_point start = Clock::now();
+         CompiledWinner done;
+         for (const CompileRequest& request : requests) {
+           const Result<CompiledKernel> kernel = service->get(request);
+           if (!kernel.ok()) {
+             done.error = kernel.error().what();
+             break;
+           }
+           done.kernel_key += (done.kernel_key.empty() ? "" : "+") + kernel.value().key;
+         }
+         done.seconds = seconds_since(start);
+         return done;
+       })});
+  // More compiles in flight than threads would only queue up behind each other.
+  while (int(winner_compiles_.size()) > jobs_) {
+    winner_compiles_.front().result.wait();
+    collect_winner_compiles(false);
   }
-  return data;
 }
 
-void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeData& data, double seconds) {
-  const Clock::time_point problem_start = Clock::now();
+// Stores the kernel keys of the winners compiled by now (all of them when `wait`).
+void TuneRun::collect_winner_compiles(bool wait) {
+  for (auto it = winner_compiles_.begin(); it != winner_compiles_.end();) {
+    if (!wait && it->result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      ++it;
+      continue;
+    }
+    const CompiledWinner done = it->result.get();
+    compile_estimate_.record(done.seconds);
+    ++counters_.winner_compiles;
+    ProblemOutcome& outcome = outcomes_[it->outcome];
+    if (done.error.empty()) {
+      outcome.winner.kernel_key = done.kernel_key;
+      db_.save_winner(outcome.key, outcome.winner);
+    } else {
+      say(outcome.winner.config + ": winner not compiled alone: " + done.error);
+    }
+    it = winner_compiles_.erase(it);
+  }
+}
+
+void TuneRun::tune_problem(ProblemOutcome& outcome, ShapeBench& bench, double share) {
+  TunedFamily& tuned = family(outcome.path);
   const TuningKey& key = outcome.key;
-  const Q4MatmulShape shape = shape_of(key);
-  const int M = key.m_bucket, K = int(key.K), N = int(key.N);
-  const std::string default_config = to_string(Q4MatmulConfig{});
-
-  // Random activations and the reference product.
-  std::mt19937 rng(uint32_t(17 + M));
-  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
-  std::vector<uint16_t> x(size_t(M) * K);
-  std::vector<float> x_float(x.size());
-  for (size_t i = 0; i < x.size(); ++i)
-    x_float[i] = half_to_float(x[i] = float_to_half(value(rng)));
-  std::vector<float> want(size_t(M) * N);
-  ref::matmul(x_float.data(), data.weight.data(), want.data(), M, K, N);
-
-  std::map<std::string, TrialRecord> stored;
-  for (TrialRecord& trial : db_.trials(key)) stored[trial.config] = trial;
-  const std::vector<Q4MatmulConfig> candidates = q4_matmul_candidates(shape);
-  std::vector<CandidateFootprint> footprints;
-  for (const Q4MatmulConfig& cfg : candidates)
-    footprints.push_back(q4_matmul_footprint(cfg, shape));
+  const MatmulShapeKey shape = shape_of(key);
+  const int M = key.m_bucket;
+  const std::string default_config = tuned.default_config(shape, M);
+  const std::vector<CandidateFootprint> footprints = tuned.footprints(shape, M);
   const std::vector<CandidateVerdict> verdicts = prune_before_compile(footprints, device_, M);
-
-  int64_t workspace_bytes = 16;
-  for (const Q4MatmulConfig& cfg : candidates)
-    workspace_bytes = std::max(workspace_bytes, workspace(cfg, shape).bytes);
-  DeviceBuffer x_device = upload(x), out = backend_.allocate(want.size() * 2);
-  DeviceBuffer scratch = backend_.allocate(size_t(workspace_bytes));
-  backend_.memset(scratch.raw(), 0, size_t(workspace_bytes), {});
-  auto operands = [&](int copy) {
-    const WeightCopy& w = data.copies[size_t(copy)];
-    return Q4MatmulOperands{out.raw(),      x_device.raw(), w.x_map.raw(), w.qweight.raw(),
-                            w.scales.raw(), w.qzeros.raw(), scratch.raw()};
-  };
-  auto record = [&](TrialRecord trial) {
-    if (!stored.count(trial.config)) db_.save_trial(key, trial);  // saved as it finishes
-    stored[trial.config] = trial;
-  };
-
-  // Validate every candidate that got this far; failures are data, never winners.
-  std::vector<std::string> survivors;
-  int failed = 0;
-  std::vector<uint16_t> got(want.size());
-  int tried = 0;
-  for (size_t i : validation_order(candidates.size(), key)) {
-    // Validation may take at most 40% of the share: the rest is for timing.
-    if (tried > 0 && seconds_since(problem_start) > 0.4 * seconds) break;
-    ++tried;
-    const std::string& name = verdicts[i].config;
-    const auto previous = stored.find(name);
-    if (previous != stored.end()) {  // resumed: decided in an earlier run
-      if (previous->second.status == TrialStatus::ok) survivors.push_back(name);
-      failed += previous->second.status == TrialStatus::wrong_result ||
-                previous->second.status == TrialStatus::compile_failed ||
-                previous->second.status == TrialStatus::launch_failed;
-      continue;
-    }
-    TrialRecord trial;
-    trial.config = name;
-    if (verdicts[i].status != TrialStatus::ok) {
-      trial.status = verdicts[i].status;
-      trial.detail = verdicts[i].detail;
-      record(trial);
-      continue;
-    }
-    const auto kernel = kernels_.find(name);
-    if (kernel == kernels_.end() || !kernel->second.ok()) {
-      trial.status = TrialStatus::compile_failed;
-      trial.detail = kernel == kernels_.end() ? "not compiled" : kernel->second.error().what();
-      ++failed;
-      record(trial);
-      continue;
-    }
-    if (const auto& pruned = after_compile_[name]) {
-      trial.status = pruned->status;
-      trial.detail = pruned->detail;
-      record(trial);
-      continue;
-    }
-    const Q4MatmulKernel& launchable = kernel->second.value();
-    try {
-      backend_.memset(scratch.raw(), 0, size_t(workspace(launchable.config, shape).zeroed_bytes),
-                      {});
-      backend_.memset(out.raw(), 0xff, want.size() * 2, {});
-      launch_q4_matmul(backend_, launchable, shape, operands(0), {});
-      backend_.copy_to_host(got.data(), out.raw(), got.size() * 2, {});
-      backend_.synchronize({});
-      ++counters_.validations;
-      double diff = 0, norm = 0;
-      for (size_t j = 0; j < want.size(); ++j) {
-        const double d = double(half_to_float(got[j])) - want[j];
-        diff += d * d;
-        norm += double(want[j]) * want[j];
+  std::vector<SearchCandidate> candidates;
+  for (size_t i : validation_order(footprints, default_config, key)) {
+    SearchCandidate candidate{verdicts[i].config, verdicts[i].status, verdicts[i].detail};
+    if (candidate.verdict == TrialStatus::ok) {
+      if (const std::optional<CandidateVerdict> compiled = tuned.verdict(candidate.config)) {
+        candidate.verdict = compiled->status;
+        candidate.detail = compiled->detail;
       }
-      trial.relative_error = std::sqrt(diff / std::max(norm, 1e-30));
-      if (!(trial.relative_error <= tolerance(launchable.config))) {
-        trial.status = TrialStatus::wrong_result;
-        char detail[96];
-        std::snprintf(detail, sizeof detail, "relative error %.2e above %.1e", trial.relative_error,
-                      tolerance(launchable.config));
-        trial.detail = detail;
-        ++failed;
-      } else {
-        survivors.push_back(name);
-      }
-    } catch (const Error& error) {
-      trial.status = TrialStatus::launch_failed;
-      trial.detail = error.what();
-      ++failed;
     }
-    record(trial);
+    candidates.push_back(std::move(candidate));
   }
 
-  // Timing: one repetition is the median per call over a few graph launches of rotated copies.
-  MeasureOptions measure_options;
-  measure_options.warmup_launches = 1;
-  measure_options.timed_launches = 5;
-  std::map<std::string, bool> resumed_used;
-  const auto time_config = [&](const std::string& config, int repetitions) {
+  const int copies = M >= kComputeBoundBucket ? 2 : bench.copies();
+  MeasureOptions measure_options = measure_options_for(10);
+  const auto launch = [&](const std::string& config) -> LaunchProduct {
+    return [&tuned, config, shape, M](const MatmulOperands& operands, StreamView stream) {
+      tuned.launch(config, shape, M, operands, stream);
+    };
+  };
+  const auto zeroed = [&](const std::string& config) {
+    return tuned.scratch(config, shape, M).zeroed;
+  };
+  SearchHooks hooks;
+  hooks.now = [&] { return seconds_since(start_); };
+  hooks.validate = [&](const std::string& config) {
+    ++counters_.validations;
+    return bench.validate(M, tuned.tolerance(config), zeroed(config), launch(config));
+  };
+  hooks.calibrate = [&](const std::string& config) {
+    ++counters_.timings;
+    measure_options = measure_options_for(
+        bench.time(copies, zeroed(config), launch(config), probe_measure_options()));
+  };
+  hooks.measure = [&](const std::string& config, int repetitions) {
     std::vector<double> samples;
-    const Q4MatmulKernel& launchable = kernels_.at(config).value();
-    backend_.memset(scratch.raw(), 0, size_t(workspace(launchable.config, shape).zeroed_bytes), {});
     for (int r = 0; r < repetitions; ++r) {
-      const Timing timing = time_calls(
-          backend_, int(data.copies.size()),
-          [&](int copy, StreamView stream) {
-            launch_q4_matmul(backend_, launchable, shape, operands(copy), stream);
-          },
-          measure_options);
+      samples.push_back(bench.time(copies, zeroed(config), launch(config), measure_options));
       ++counters_.timings;
-      samples.push_back(timing.median_us);
     }
     return samples;
   };
-  const MeasureFunction measure = [&](const std::string& config, int repetitions) {
-    const TrialRecord& known = stored[config];
-    if (!resumed_used[config] && known.rung >= 1 && known.median_us > 0) {
-      resumed_used[config] = true;  // the stored first round stands in for a measurement
-      return std::vector<double>(size_t(repetitions), known.median_us);
-    }
-    resumed_used[config] = true;
-    std::vector<double> samples = time_config(config, repetitions);
-    if (known.rung == 0) {  // first measurement: saved at once so an interrupted tune resumes
-      TrialRecord first = known;
-      const SampleSummary summary = summarize(samples);
-      first.median_us = summary.median_us;
-      first.min_us = summary.min_us;
-      first.p90_us = summary.p90_us;
-      first.repetitions = summary.repetitions;
-      first.rung = 1;
-      db_.save_trial(key, first);
-      stored[config] = first;
-    }
-    return samples;
-  };
-  // Size the first round from what one repetition costs here: it gets a third of what is left
-  // after reserving two final rounds and the winner's compile; halving stops at the share.
-  SelectionOptions selection_options;
-  double reserve = winner_compile_seconds_;
-  if (!survivors.empty()) {
-    const Clock::time_point probe_start = Clock::now();
-    time_config(survivors.front(), 1);
-    const double repetition_seconds = seconds_since(probe_start);
-    reserve += 2.0 * (selection_options.finalists + 1) * repetition_seconds;
-    const double left = seconds - seconds_since(problem_start) - reserve;
-    const double fits = std::floor(left / (3 * std::max(repetition_seconds, 1e-6)));
-    const size_t first_round = size_t(std::clamp(fits, 1.0, double(survivors.size())));
-    survivors.resize(first_round);  // the default stays: it is first
-  }
-  say(key.shape_label() + ": " + std::to_string(survivors.size()) + " timed of " +
-      std::to_string(tried) + " validated of " + std::to_string(candidates.size()) +
-      " candidates (share " + std::to_string(seconds).substr(0, 4) + " s)");
-  selection_options.out_of_time = [&] { return seconds_since(problem_start) + reserve > seconds; };
-  const std::optional<Selection> selection =
-      survivors.empty() ? std::nullopt
-                        : select_fastest(survivors, default_config, measure, selection_options);
-  if (!selection) {
+  hooks.save_trial = [&](const TrialRecord& trial) { db_.save_trial(key, trial); };
+  SearchOptions search_options;
+  search_options.share_seconds = share;
+  const SearchResult result =
+      search_problem(candidates, default_config, db_.trials(key), search_options, hooks);
+  say(key.shape_label() + ": " + std::to_string(result.first_round) + " timed of " +
+      std::to_string(result.survivors) + " valid of " + std::to_string(result.tried) +
+      " tried of " + std::to_string(candidates.size()) + " candidates (share " +
+      std::to_string(share).substr(0, 4) + " s)");
+  if (!result.selection) {
     outcome.skipped = "no candidate matched the reference";
     return;
   }
-  for (const CandidateTiming& timing : selection->timings) {
-    TrialRecord trial = stored[timing.config];
-    trial.median_us = timing.summary.median_us;
-    trial.min_us = timing.summary.min_us;
-    trial.p90_us = timing.summary.p90_us;
-    trial.repetitions = timing.summary.repetitions;
-    trial.rung = std::max(trial.rung, timing.rung);
-    db_.save_trial(key, trial);
-  }
-
-  WinnerRecord winner;
-  winner.config = selection->winner;
-  winner.default_config = default_config;
-  winner.median_us = selection->winner_final.median_us;
-  winner.min_us = selection->winner_final.min_us;
-  winner.p90_us = selection->winner_final.p90_us;
-  winner.repetitions = selection->winner_final.repetitions;
-  winner.default_us = selection->default_final ? selection->default_final->median_us : 0;
-  winner.candidates_tried = tried;
-  winner.candidates_failed = failed;
-  winner.tuning_seconds = seconds_since(problem_start);
-  store_winner(outcome, std::move(winner));
+  outcome.winner = winner_record(result, default_config);
+  db_.save_winner(key, outcome.winner);  // at once; the kernel key follows its compile
   outcome.tuned = true;
-  outcome.default_kept = selection->default_kept;
+  outcome.default_kept = result.selection->default_kept;
+  ++counters_.tuned;
+  start_winner_compile(size_t(&outcome - outcomes_.data()));
 }
 
-std::vector<ProblemOutcome> TuneRun::run(const std::vector<TuneShape>& shapes) {
-  std::vector<ProblemOutcome> outcomes;
-  for (const TuneShape& shape : shapes) {
-    for (int bucket : options_.m_buckets) {
-      ProblemOutcome outcome;
-      outcome.key = make_tuning_key(fingerprint_, family_, source_hash_, shape.shape, bucket);
-      outcome.projections = shape.projections;
-      if (options_.force) db_.forget(outcome.key);
-      if (const auto winner = db_.find_winner(outcome.key)) {
-        outcome.from_db = true;
-        outcome.winner = *winner;
-        ++counters_.from_db;
-      }
-      outcomes.push_back(std::move(outcome));
-    }
+void TuneRun::decide(const BucketWork& work) {
+  DecisionOutcome& outcome = decisions_[work.decision];
+  std::vector<PathTiming> timings;
+  double seconds = 0;
+  for (size_t index : work.problems) {
+    const ProblemOutcome& problem = outcomes_[index];
+    seconds += problem.winner.tuning_seconds;
+    if (!problem.winner.config.empty() && problem.winner.median_us > 0)
+      timings.push_back({problem.path, problem.winner.config, problem.winner.median_us});
   }
-  counters_.problems = int64_t(outcomes.size());
-  std::vector<ProblemOutcome*> pending;
-  for (ProblemOutcome& outcome : outcomes) {
-    if (!outcome.from_db) pending.push_back(&outcome);
+  const TuningKey& key = outcome.key;
+  const bool mma_available =
+      !family(MatmulPath::mma).default_config(shape_of(key), key.m_bucket).empty();
+  std::optional<DecisionRecord> decision =
+      decide_path(timings, default_path(key.m_bucket, mma_available));
+  if (!decision) {
+    outcome.skipped = "no path has a timed winner";
+    return;
   }
-  if (pending.empty()) return outcomes;  // the warm path: no compile, no timing
-  if (db_.read_only()) {
-    for (ProblemOutcome* outcome : pending) outcome->skipped = "tuning database is read-only";
-    return outcomes;
-  }
-  if (!db_.read_ceiling(fingerprint_)) {
-    db_.save_read_ceiling(fingerprint_, measure_read_ceiling(backend_, service_));
-    ++counters_.timings;
-  }
-  compile_candidates(pending);
+  decision->tuning_seconds = seconds;
+  db_.save_decision(key, *decision);
+  outcome.decision = *decision;
+  outcome.decided = true;
+  ++counters_.decisions;
+}
 
-  // Problems of one shape run together, sharing the weights on the device.
-  for (size_t i = 0; i < pending.size();) {
-    const TuningKey& first = pending[i]->key;
-    ShapeData data = prepare_shape({first.K, first.N, first.group_size, first.act_order});
-    for (; i < pending.size() && pending[i]->key.K == first.K && pending[i]->key.N == first.N &&
-           pending[i]->key.group_size == first.group_size &&
-           pending[i]->key.act_order == first.act_order;
-         ++i) {
-      const double remaining = options_.budget_seconds - seconds_since(start_);
-      if (remaining <= 0) {  // stored all the same: a second run does not retune it
-        pending[i]->skipped = "time budget spent";
-        pending[i]->default_kept = true;
-        WinnerRecord fallback;
-        fallback.config = fallback.default_config = to_string(Q4MatmulConfig{});
-        store_winner(*pending[i], std::move(fallback));
-        continue;
+// Buckets [first, end) of one shape: one bench for all of them (when anything is to be timed).
+void TuneRun::tune_shape(size_t first, size_t end, TuneBudget& budget, size_t& index) {
+  int64_t max_rows = 0, scratch = 16;
+  for (size_t b = first; b < end; ++b) {
+    for (size_t p : buckets_[b].problems) {
+      const ProblemOutcome& outcome = outcomes_[p];
+      if (outcome.from_db) continue;
+      max_rows = std::max<int64_t>(max_rows, outcome.key.m_bucket);
+      TunedFamily& tuned = family(outcome.path);
+      for (const CandidateVerdict& verdict : verdicts_before_compile(outcome)) {
+        if (verdict.status != TrialStatus::ok) continue;
+        scratch = std::max(
+            scratch,
+            tuned.scratch(verdict.config, shape_of(outcome.key), outcome.key.m_bucket).bytes);
       }
-      // The fair share of what is left, recomputed per problem so unused time flows onwards.
-      double share = remaining / double(pending.size() - i);
-      if (options_.shape_cap_seconds > 0) share = std::min(share, options_.shape_cap_seconds);
-      say("[" + std::to_string(i + 1) + "/" + std::to_string(pending.size()) + "] " +
-          pending[i]->key.shape_label() + " (" + pending[i]->projections + "), ETA " +
-          std::to_string(int(std::ceil(remaining))) + " s");
-      tune_problem(*pending[i], data, share);
-      if (pending[i]->tuned) ++counters_.tuned;
     }
   }
-  return outcomes;
+  std::unique_ptr<ShapeBench> bench;
+  if (max_rows > 0) {
+    bench = std::make_unique<ShapeBench>(backend_, buckets_[first].weights, max_rows, scratch,
+                                         options_.max_weight_copies);
+  }
+  for (size_t b = first; b < end; ++b) {
+    for (size_t p : buckets_[b].problems) {
+      ProblemOutcome& outcome = outcomes_[p];
+      if (outcome.from_db) continue;
+      const double elapsed = seconds_since(start_);
+      const double share = budget.share(index, elapsed, compile_estimate_.tail_reserve());
+      say("[" + std::to_string(index + 1) + "/" + std::to_string(budget.problems()) + "] " +
+          outcome.key.shape_label() + " (" + outcome.projections + "), ETA " +
+          std::to_string(int(std::ceil(std::max(0.0, options_.budget_seconds - elapsed)))) + " s");
+      ++index;
+      tune_problem(outcome, *bench, share);
+      collect_winner_compiles(false);
+    }
+    if (!decisions_[buckets_[b].decision].from_db) decide(buckets_[b]);
+  }
+}
+
+std::vector<ProblemOutcome> TuneRun::run(const std::vector<TuneShape>& shapes,
+                                         std::vector<DecisionOutcome>& decisions) {
+  find_problems(shapes);
+  const bool pending =
+      std::any_of(outcomes_.begin(), outcomes_.end(), [](auto& o) { return !o.from_db; }) ||
+      std::any_of(decisions_.begin(), decisions_.end(), [](auto& d) { return !d.from_db; });
+  if (pending && db_.read_only()) {
+    for (ProblemOutcome& outcome : outcomes_) {
+      if (!outcome.from_db) outcome.skipped = "tuning database is read-only";
+    }
+    for (DecisionOutcome& decision : decisions_) {
+      if (!decision.from_db) decision.skipped = "tuning database is read-only";
+    }
+  } else if (pending) {  // else the warm path: no compile, no timing
+    if (!db_.read_ceiling(fingerprint_)) {
+      db_.save_read_ceiling(fingerprint_, measure_read_ceiling(backend_, service_));
+      ++counters_.timings;
+    }
+    compile_candidates();
+    std::vector<double> weights;
+    for (const BucketWork& work : buckets_) {
+      for (size_t p : work.problems) {
+        const ProblemOutcome& outcome = outcomes_[p];
+        if (outcome.from_db) continue;
+        const size_t candidates =
+            family(outcome.path).footprints(shape_of(outcome.key), outcome.key.m_bucket).size();
+        weights.push_back(candidates > 1 ? 1.0 : kSingleCandidateWeight);
+      }
+    }
+    BudgetPolicy policy;
+    policy.total_seconds = options_.budget_seconds;
+    policy.cap_seconds = options_.shape_cap_seconds;
+    TuneBudget budget(policy, weights, seconds_since(start_), compile_estimate_.tail_reserve());
+    size_t index = 0;
+    for (size_t first = 0; first < buckets_.size();) {
+      size_t end = first;
+      while (end < buckets_.size() && buckets_[end].shape == buckets_[first].shape) ++end;
+      tune_shape(first, end, budget, index);
+      first = end;
+    }
+    collect_winner_compiles(true);
+  }
+  decisions = std::move(decisions_);
+  return std::move(outcomes_);
 }
 
 }  // namespace
@@ -485,8 +448,9 @@ Autotuner::Autotuner(Backend& backend, KernelService& service, TuningDb& db, Tun
 std::vector<ProblemOutcome> Autotuner::tune(const std::vector<TuneShape>& shapes) {
   const Clock::time_point start = Clock::now();
   counters_ = {};
+  decisions_.clear();
   std::vector<ProblemOutcome> outcomes =
-      TuneRun(backend_, service_, db_, options_, counters_).run(shapes);
+      TuneRun(backend_, service_, db_, options_, counters_).run(shapes, decisions_);
   counters_.seconds = seconds_since(start);
   return outcomes;
 }

@@ -1,11 +1,14 @@
-// The autotuner for the q4_matmul family: for each weight shape and M bucket missing from the
-// tuning database, enumerate the family's space, prune, compile (store first, on a thread pool),
-// prune again, then per problem within its fair share of the budget (validation, timing and the
-// winner's compile all counted): validate candidates against the CPU reference, time a first
-// round sized from one measured repetition, halve (selection.hpp), and store trials as they finish
-// and the winner with its compiled-kernel key (a problem the budget never reached keeps the
-// default, stored too). A problem already in the database costs nothing: no
-// compile, no timing. Needs a GPU (a Backend); the pieces it composes are tested without one.
+// The autotuner for the GPTQ matmul of every weight shape and M bucket missing from the tuning
+// database. Per bucket it tunes each path that can run there (the q4_matmul GEMV family up to 16
+// rows, the q4_mma tensor-core family and dequantize + gemm_f16 from 16 rows; path_decision.hpp)
+// and stores the winner of each, then decides which path runs the bucket (the decisions table,
+// read by MatmulChooser). Candidates are enumerated, pruned, compiled (store first, on a thread
+// pool) and pruned again up front; then per problem within its share of the budget
+// (budget.hpp: re-balanced after every problem, a floor for each) the search of
+// problem_search.hpp validates against the CPU reference, times and halves, saving trials as they
+// finish. Winners are compiled alone in the background (their store keys are what a warm load
+// requests) while the next problems are timed. A problem already in the database costs nothing:
+// no compile, no timing. Needs a GPU (a Backend); the pieces it composes are tested without one.
 #pragma once
 
 #include <functional>
@@ -16,6 +19,7 @@
 #include "runtime/backend.hpp"
 #include "runtime/kernel_service.hpp"
 #include "tuner/candidates.hpp"
+#include "tuner/matmul_choice.hpp"
 #include "tuner/problem_key.hpp"
 
 namespace q4jit {
@@ -26,19 +30,28 @@ struct TuneShape {
   MatmulShapeKey shape;
 };
 
+// The M buckets tuned by default: decode (1), small batches, and the prefill chunks the engine
+// runs (its --prefill-chunk, 512 by default, and 2048 for a whole 1,920-token benchmark prompt).
+inline std::vector<int> default_tune_buckets() {
+  return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048};
+}
+
 struct TuneOptions {
   double budget_seconds = 60;    // the whole run, compiling included
-  double shape_cap_seconds = 0;  // per problem (shape x bucket); 0: the fair share alone
-  std::vector<int> m_buckets = {1, 2, 4, 8, 16};
-  bool force = false;          // forget stored winners and trials of these problems first
-  int jobs = 0;                // compile threads; 0: the machine's cores
-  int max_weight_copies = 64;  // rotation cap: tiny models' weights live in L2 anyway
+  double shape_cap_seconds = 0;  // per problem (shape x bucket x path); 0: the fair share alone
+  std::vector<int> m_buckets = default_tune_buckets();
+  bool force = false;             // forget stored winners, trials and decisions of these first
+  bool whole_gemm_space = false;  // dequant_gemm: every gemm_f16 config, not only the default
+  int jobs = 0;                   // compile threads; 0: the machine's cores
+  int max_weight_copies = 64;     // rotation cap: tiny models' weights live in L2 anyway
   PostCompileLimits limits;
   std::function<void(const std::string&)> progress;  // one line per step; null: silent
 };
 
+// One family's search at one shape and M bucket (key.family: q4_matmul, q4_mma, dequant_gemm).
 struct ProblemOutcome {
   TuningKey key;
+  MatmulPath path = MatmulPath::gemv;
   std::string projections;
   bool from_db = false;       // found in the database, nothing done
   bool tuned = false;         // a winner was chosen and stored now
@@ -47,12 +60,25 @@ struct ProblemOutcome {
   WinnerRecord winner;  // valid when from_db or tuned
 };
 
+// The path decision of one shape and M bucket (key.family "matmul_path").
+struct DecisionOutcome {
+  TuningKey key;
+  std::string projections;
+  bool from_db = false;  // found in the database with every path's winner: nothing done
+  bool decided = false;  // decided and stored now
+  std::string skipped;   // why not decided (no path has a timed winner), or empty
+  DecisionRecord decision;
+};
+
 struct TuneCounters {
   int64_t problems = 0;
   int64_t from_db = 0;
   int64_t tuned = 0;
   int64_t validations = 0;  // candidate launches checked against the reference
   int64_t timings = 0;      // time_calls measurements (graph timings), ceiling included
+  int64_t decisions = 0;    // path decisions made now
+  int64_t decisions_from_db = 0;
+  int64_t winner_compiles = 0;  // winners compiled alone in the background (store hits included)
   double seconds = 0;
 };
 
@@ -61,6 +87,8 @@ class Autotuner {
   Autotuner(Backend& backend, KernelService& service, TuningDb& db, TuneOptions options);
   std::vector<ProblemOutcome> tune(const std::vector<TuneShape>& shapes);
   const TuneCounters& counters() const { return counters_; }
+  // The path decisions of the last tune(), one per shape and bucket, in tuning order.
+  const std::vector<DecisionOutcome>& decisions() const { return decisions_; }
 
  private:
   Backend& backend_;
@@ -68,6 +96,7 @@ class Autotuner {
   TuningDb& db_;
   TuneOptions options_;
   TuneCounters counters_;
+  std::vector<DecisionOutcome> decisions_;
 };
 
 }  // namespace q4jit

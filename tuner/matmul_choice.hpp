@@ -1,12 +1,15 @@
 // Which kernel runs one GPTQ linear layer of a weight shape at M rows on this device, and with
 // which configuration: the q4_matmul GEMV family (few rows), the q4_mma tensor-core GEMM, or
-// dequantize_q4 + gemm_f16. Tuned winners and tuned row thresholds come from the tuning database
-// when it has them; otherwise the built-in defaults below. The engine asks once per shape and
-// row count it will run, at load, so a warm start reads the database and compiles nothing new.
-// Not here: tuning (autotuner.hpp), loading and launching (the runners, the engine).
+// dequantize_q4 + gemm_f16. In order: the tuned decision of M's bucket (path and configuration,
+// the decisions table, path_decision.hpp); else the default path with its family's tuned winner
+// at that bucket; else the built-in defaults below. The engine asks once per shape and row count
+// it will run, at load, so a warm start reads the database and compiles nothing new.
+// Not here: tuning (autotuner.hpp, tune_missing.hpp), loading and launching (the runners, the
+// engine).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "cache/tuning_db.hpp"
@@ -25,6 +28,7 @@ enum class MatmulPath {
   dequant_gemm,  // dequantize_q4 to an fp16 scratch matrix, then gemm_f16 (sm_80+)
 };
 std::string to_string(MatmulPath path);  // "gemv", "mma", "dequant_gemm"
+std::optional<MatmulPath> parse_matmul_path(const std::string& text);  // inverse of to_string
 
 struct MatmulChoice {
   MatmulPath path = MatmulPath::gemv;
@@ -44,7 +48,8 @@ class MatmulChooser {
   // db may be null (or read-only, or without rows for this device): defaults only.
   MatmulChooser(const TuningDb* db, DeviceFingerprint fingerprint, DeviceInfo device);
 
-  // The kernel for `shape` at M rows. Always legal for the shape on this device.
+  // The kernel for `shape` at M rows. Always legal for the shape on this device: a stored
+  // decision or winner that is not (a hand-edited or foreign row) is ignored.
   MatmulChoice choose(const MatmulShapeKey& shape, int64_t M) const;
 
   // Defaults without the database: gemv up to kDefaultGemvMaxRows rows (or on GPUs older than
@@ -53,12 +58,22 @@ class MatmulChooser {
 
  private:
   MatmulChoice default_choice(const MatmulShapeKey& shape, int64_t M) const;
-  bool tuned_gemv(const MatmulShapeKey& shape, int64_t M, MatmulChoice& choice) const;
+  bool stored_decision(const MatmulShapeKey& shape, int64_t M, MatmulChoice& choice) const;
+  // Sets the configuration of choice.path from `config` when it names one legal at M rows.
+  bool apply_config(const MatmulShapeKey& shape, int64_t M, const std::string& config,
+                    MatmulChoice& choice) const;
+  // The stored winner of choice.path's family at M's bucket, or nullopt.
+  std::optional<WinnerRecord> family_winner(const MatmulShapeKey& shape, int64_t M,
+                                            MatmulPath path) const;
+  bool tuned_default_path(const MatmulShapeKey& shape, int64_t M, MatmulChoice& choice) const;
 
   const TuningDb* db_;
   DeviceFingerprint fingerprint_;
   DeviceInfo device_;
   std::string gemv_source_hash_;
+  std::string mma_source_hash_;
+  std::string dequant_gemm_source_hash_;
+  std::string path_source_hash_;
 };
 
 }  // namespace q4jit

@@ -2,6 +2,7 @@
 #include "tuner/measure.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace q4jit {
@@ -19,6 +20,22 @@ Timing summarize(std::vector<double> per_call_us, int calls) {
 }
 
 }  // namespace
+
+MeasureOptions measure_options_for(double call_us) {
+  MeasureOptions options;
+  options.warmup_launches = 1;
+  options.timed_launches = call_us > 200 ? 3 : 5;
+  options.min_calls_per_graph = std::clamp(int(std::ceil(2000.0 / std::max(call_us, 1.0))), 1, 40);
+  return options;
+}
+
+MeasureOptions probe_measure_options() {
+  MeasureOptions options;
+  options.warmup_launches = 0;
+  options.timed_launches = 1;
+  options.min_calls_per_graph = 1;
+  return options;
+}
 
 int copies_beyond_cache(const DeviceInfo& device, int64_t bytes_per_copy) {
   const int64_t target = std::max<int64_t>(2 * device.l2_bytes, int64_t(256) << 20);

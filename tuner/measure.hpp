@@ -25,6 +25,13 @@ struct Timing {
   int calls = 0;  // calls timed in all
 };
 
+// Options sized for a call of about `call_us` microseconds: graphs of about 2 ms (at most 40
+// calls; the rotation may ask for more), fewer timed launches for long calls. Keeps a
+// repetition of a prefill-sized GEMM (a millisecond per call) near 30 ms instead of 0.4 s.
+MeasureOptions measure_options_for(double call_us);
+// The options of a quick first measurement whose only use is sizing the next (call_us).
+MeasureOptions probe_measure_options();
+
 // Copies of an operand set of `bytes_per_copy` needed so they exceed twice the L2 and 256 MB.
 int copies_beyond_cache(const DeviceInfo& device, int64_t bytes_per_copy);
 

@@ -55,9 +55,14 @@ std::string family_source_hash(const KernelFamily& family) {
 
 TuningKey make_tuning_key(const DeviceFingerprint& device, const KernelFamily& family,
                           const std::string& source_hash, const MatmulShapeKey& shape, int64_t M) {
+  return make_tuning_key(device, family.name, source_hash, shape, M);
+}
+
+TuningKey make_tuning_key(const DeviceFingerprint& device, const std::string& family,
+                          const std::string& source_hash, const MatmulShapeKey& shape, int64_t M) {
   TuningKey key;
   key.device = device;
-  key.family = family.name;
+  key.family = family;
   key.source_hash = source_hash;
   key.K = shape.K;
   key.N = shape.N;

@@ -33,5 +33,9 @@ struct MatmulShapeKey {
 };
 TuningKey make_tuning_key(const DeviceFingerprint& device, const KernelFamily& family,
                           const std::string& source_hash, const MatmulShapeKey& shape, int64_t M);
+// The same for a family that is not one kernel family: "dequant_gemm", or a decision's kind
+// ("matmul_path").
+TuningKey make_tuning_key(const DeviceFingerprint& device, const std::string& family,
+                          const std::string& source_hash, const MatmulShapeKey& shape, int64_t M);
 
 }  // namespace q4jit

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "tuner/path_decision.hpp"
 
 namespace q4jit {
 
@@ -55,6 +56,25 @@ int failures(const ReportRow& row) {
   return row.winner.candidates_failed;
 }
 
+bool same_problem(const TuningKey& a, const TuningKey& b) {
+  return a.device == b.device && a.K == b.K && a.N == b.N && a.group_size == b.group_size &&
+         a.act_order == b.act_order && a.m_bucket == b.m_bucket && a.dtype == b.dtype;
+}
+
+// "gemv", or "mma (chosen)" when the decision at its shape and bucket takes this row's path.
+std::string path_text(const ReportRow& row) {
+  if (row.path.empty()) return "";
+  return row.path + (row.path == row.decided_path ? " (chosen)" : "");
+}
+
+std::string alternatives_text(const DecisionRecord& decision) {
+  std::string text;
+  for (const auto& [name, us] : decision.alternatives) {
+    text += (text.empty() ? "" : ", ") + name + " " + fixed(us, 2);
+  }
+  return text;
+}
+
 }  // namespace
 
 int64_t q4_weight_bytes(int64_t K, int64_t N, int64_t group_size, bool act_order) {
@@ -69,17 +89,27 @@ Report build_report(const TuningDb& db, const std::string& device_filter,
     if (device.name.find(device_filter) == std::string::npos) continue;
     report.devices.push_back({device, db.read_ceiling(device).value_or(0)});
   }
+  const auto wanted = [&](const TuningKey& key) {
+    return !shapes || std::any_of(shapes->begin(), shapes->end(), [&](const MatmulShapeKey& s) {
+      return s.K == key.K && s.N == key.N && s.group_size == key.group_size &&
+             s.act_order == key.act_order;
+    });
+  };
+  for (DecisionRow& decision : db.decisions(device_filter)) {
+    if (decision.key.family == kMatmulPathFamily && wanted(decision.key))
+      report.decisions.push_back(std::move(decision));
+  }
   for (const ResultRow& result : db.results(device_filter)) {
     const TuningKey& key = result.key;
-    if (shapes && std::none_of(shapes->begin(), shapes->end(), [&](const MatmulShapeKey& s) {
-          return s.K == key.K && s.N == key.N && s.group_size == key.group_size &&
-                 s.act_order == key.act_order;
-        })) {
-      continue;
-    }
+    if (!wanted(key)) continue;
     ReportRow row;
     row.key = key;
     row.winner = result.winner;
+    if (const std::optional<MatmulPath> path = path_of_family(key.family))
+      row.path = to_string(*path);
+    for (const DecisionRow& decision : report.decisions) {
+      if (same_problem(decision.key, key)) row.decided_path = decision.decision.choice;
+    }
     row.trials = db.trials(key);
     std::stable_sort(row.trials.begin(), row.trials.end(),
                      [](const TrialRecord& a, const TrialRecord& b) {
@@ -126,6 +156,8 @@ std::string report_json(const Report& report) {
     }
     json["results"].push_back({{"device", key.device.name},
                                {"family", key.family},
+                               {"path", row.path},
+                               {"decided_path", row.decided_path},
                                {"K", key.K},
                                {"N", key.N},
                                {"group_size", key.group_size},
@@ -150,6 +182,26 @@ std::string report_json(const Report& report) {
                                {"kernel_key", w.kernel_key},
                                {"trials", trials}});
   }
+  json["decisions"] = nlohmann::ordered_json::array();
+  for (const DecisionRow& row : report.decisions) {
+    const DecisionRecord& d = row.decision;
+    nlohmann::ordered_json alternatives = nlohmann::ordered_json::object();
+    for (const auto& [name, us] : d.alternatives) alternatives[name] = std::stod(fixed(us, 3));
+    json["decisions"].push_back({{"device", row.key.device.name},
+                                 {"K", row.key.K},
+                                 {"N", row.key.N},
+                                 {"group_size", row.key.group_size},
+                                 {"act_order", row.key.act_order},
+                                 {"m_bucket", row.key.m_bucket},
+                                 {"dtype", row.key.dtype},
+                                 {"path", d.choice},
+                                 {"config", d.config},
+                                 {"median_us", std::stod(fixed(d.median_us, 3))},
+                                 {"default_path", d.default_choice},
+                                 {"default_us", std::stod(fixed(d.default_us, 3))},
+                                 {"alternatives_us", alternatives},
+                                 {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
+  }
   return json.dump(2) + "\n";
 }
 
@@ -157,7 +209,7 @@ std::string report_csv(const Report& report) {
   std::string out =
       "device,family,K,N,group_size,act_order,m_bucket,dtype,config,default_config,median_us,"
       "min_us,p90_us,default_us,speedup,tbps,ceiling_fraction,candidates_tried,"
-      "candidates_failed,tuning_seconds\n";
+      "candidates_failed,tuning_seconds,path,decided_path\n";
   for (const ReportRow& row : report.rows) {
     const TuningKey& key = row.key;
     const WinnerRecord& w = row.winner;
@@ -168,7 +220,7 @@ std::string report_csv(const Report& report) {
            fixed(w.min_us, 3) + "," + fixed(w.p90_us, 3) + "," + fixed(w.default_us, 3) + "," +
            fixed(row.speedup, 3) + "," + fixed(row.tbps, 3) + "," + fixed(row.ceiling_fraction, 3) +
            "," + std::to_string(w.candidates_tried) + "," + std::to_string(failures(row)) + "," +
-           fixed(w.tuning_seconds, 2) + "\n";
+           fixed(w.tuning_seconds, 2) + "," + row.path + "," + row.decided_path + "\n";
   }
   return out;
 }
@@ -185,17 +237,29 @@ std::string report_markdown(const Report& report) {
            "\n";
   }
   out +=
-      "\n| device | family | shape (KxN) | M | winner | default | us | default us | speedup | "
-      "TB/s | of ceiling | tried | failed |\n";
-  out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      "\n| device | family | path | shape (KxN) | M | winner | default | us | default us | "
+      "speedup | TB/s | of ceiling | tried | failed |\n";
+  out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const ReportRow& row : report.rows) {
     const WinnerRecord& w = row.winner;
-    out += "| " + row.key.device.name + " | " + row.key.family + " | " + shape_text(row.key) +
-           " | " + std::to_string(row.key.m_bucket) + " | `" + w.config + "` | `" +
-           w.default_config + "` | " + fixed(w.median_us, 2) + " | " + fixed(w.default_us, 2) +
-           " | " + fixed(row.speedup, 2) + "x | " + fixed(row.tbps, 2) + " | " +
-           fixed(100 * row.ceiling_fraction, 1) + "% | " + std::to_string(w.candidates_tried) +
-           " | " + std::to_string(failures(row)) + " |\n";
+    out += "| " + row.key.device.name + " | " + row.key.family + " | " + path_text(row) + " | " +
+           shape_text(row.key) + " | " + std::to_string(row.key.m_bucket) + " | `" + w.config +
+           "` | `" + w.default_config + "` | " + fixed(w.median_us, 2) + " | " +
+           fixed(w.default_us, 2) + " | " + fixed(row.speedup, 2) + "x | " + fixed(row.tbps, 2) +
+           " | " + fixed(100 * row.ceiling_fraction, 1) + "% | " +
+           std::to_string(w.candidates_tried) + " | " + std::to_string(failures(row)) + " |\n";
+  }
+  if (!report.decisions.empty()) {
+    out +=
+        "\n## Matmul paths\n\n| device | shape (KxN) | M | path | config | us | default path | "
+        "default us | every path (us) |\n|---|---|---|---|---|---|---|---|---|\n";
+  }
+  for (const DecisionRow& row : report.decisions) {
+    const DecisionRecord& d = row.decision;
+    out += "| " + row.key.device.name + " | " + shape_text(row.key) + " | " +
+           std::to_string(row.key.m_bucket) + " | " + d.choice + " | `" + d.config + "` | " +
+           fixed(d.median_us, 2) + " | " + d.default_choice + " | " + fixed(d.default_us, 2) +
+           " | " + alternatives_text(d) + " |\n";
   }
   for (const ReportRow& row : report.rows) {
     out += "\n## " + row.key.shape_label() +
@@ -295,19 +359,37 @@ std::string report_html(const Report& report) {
   }
   out += "</ul>\n<h2>Tuned (green) against default (orange)</h2>\n" + speedup_chart(report);
   out +=
-      "<table><tr><th>problem</th><th>winner</th><th>default</th><th>us</th><th>default us</th>"
-      "<th>speedup</th><th>TB/s</th><th>of ceiling</th><th>tried</th><th>failed</th></tr>\n";
+      "<table><tr><th>problem</th><th>path</th><th>winner</th><th>default</th><th>us</th>"
+      "<th>default us</th><th>speedup</th><th>TB/s</th><th>of ceiling</th><th>tried</th>"
+      "<th>failed</th></tr>\n";
   for (const ReportRow& row : report.rows) {
     const WinnerRecord& w = row.winner;
-    out += "<tr><td>" + escape_html(row.key.shape_label()) + "</td><td><code>" +
-           escape_html(w.config) + "</code></td><td><code>" + escape_html(w.default_config) +
-           "</code></td><td>" + fixed(w.median_us, 2) + "</td><td>" + fixed(w.default_us, 2) +
-           "</td><td>" + fixed(row.speedup, 2) + "x</td><td>" + fixed(row.tbps, 2) + "</td><td>" +
+    out += "<tr><td>" + escape_html(row.key.shape_label()) + "</td><td>" +
+           escape_html(path_text(row)) + "</td><td><code>" + escape_html(w.config) +
+           "</code></td><td><code>" + escape_html(w.default_config) + "</code></td><td>" +
+           fixed(w.median_us, 2) + "</td><td>" + fixed(w.default_us, 2) + "</td><td>" +
+           fixed(row.speedup, 2) + "x</td><td>" + fixed(row.tbps, 2) + "</td><td>" +
            fixed(100 * row.ceiling_fraction, 1) + "%</td><td>" +
            std::to_string(w.candidates_tried) + "</td><td>" + std::to_string(failures(row)) +
            "</td></tr>\n";
   }
   out += "</table>\n";
+  if (!report.decisions.empty()) {
+    out +=
+        "<h2>Matmul paths</h2>\n<table><tr><th>device</th><th>shape (KxN)</th><th>M</th>"
+        "<th>path</th><th>config</th><th>us</th><th>default path</th><th>default us</th>"
+        "<th>every path (us)</th></tr>\n";
+    for (const DecisionRow& row : report.decisions) {
+      const DecisionRecord& d = row.decision;
+      out += "<tr><td>" + escape_html(row.key.device.name) + "</td><td>" +
+             escape_html(shape_text(row.key)) + "</td><td>" + std::to_string(row.key.m_bucket) +
+             "</td><td>" + escape_html(d.choice) + "</td><td><code>" + escape_html(d.config) +
+             "</code></td><td>" + fixed(d.median_us, 2) + "</td><td>" +
+             escape_html(d.default_choice) + "</td><td>" + fixed(d.default_us, 2) + "</td><td>" +
+             escape_html(alternatives_text(d)) + "</td></tr>\n";
+    }
+    out += "</table>\n";
+  }
   for (const ReportRow& row : report.rows) {
     out += "<h2>" + escape_html(row.key.shape_label()) + " on " + escape_html(row.key.device.name) +
            "</h2>\n" + trial_chart(row);

@@ -1,6 +1,7 @@
 // Tuning reports from the database: per problem the winner and its configuration, the default,
 // the speedup over it, effective weight bandwidth against the device's measured read ceiling,
-// candidates tried and failed, and every trial. Rendered as JSON, CSV (one row per problem),
+// candidates tried and failed, every trial, and per shape and M bucket the matmul path decided
+// (gemv, mma or dequant_gemm) with each path's time. Rendered as JSON, CSV (one row per problem),
 // Markdown, or one self-contained HTML file with inline SVG charts (no script, no network).
 // Not here: tuning (autotuner.hpp) or the command line (cli/report_command.cpp).
 #pragma once
@@ -17,6 +18,8 @@ namespace q4jit {
 struct ReportRow {
   TuningKey key;
   WinnerRecord winner;
+  std::string path;                 // the path this family's winners serve ("gemv"), or empty
+  std::string decided_path;         // the path decided at this shape and bucket, or empty
   std::vector<TrialRecord> trials;  // sorted by status then time
   int64_t weight_bytes = 0;         // qweight + scales + qzeros (+ g_idx when act-order)
   double speedup = 0;               // default_us / median_us; 0 when the default was not timed
@@ -32,6 +35,7 @@ struct ReportDevice {
 struct Report {
   std::vector<ReportDevice> devices;
   std::vector<ReportRow> rows;
+  std::vector<DecisionRow> decisions;  // matmul path decisions, sorted like rows
 };
 
 // device_filter: substring of the device name; shapes: only these weight shapes when given.

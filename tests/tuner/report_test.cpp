@@ -28,8 +28,9 @@ TrialRecord trial(const std::string& config, TrialStatus status, double median_u
   return record;
 }
 
-// The recorded database: an H100 with its ceiling, two problems of one shape, one where a
-// candidate won and one where the 2% rule kept the default.
+// The recorded database: an H100 with its ceiling, two q4_matmul problems of one shape, one where
+// a candidate won and one where the 2% rule kept the default, a q4_mma winner at M 16, and the
+// path decisions at M 1 (gemv) and 16 (mma, gemv and dequant_gemm measured).
 void write_recorded_db(TuningDb& db) {
   TuningKey key;
   key.device = {"NVIDIA H100 80GB HBM3", 90, 132, 13000, "13-0"};
@@ -61,6 +62,30 @@ void write_recorded_db(TuningDb& db) {
     db.save_trial(key, record);
   }
   db.save_winner(key, {fallback, fallback, 30.0, 29.5, 30.5, 30.0, 6, 3, 1, 0.5, "def456"});
+
+  TuningKey mma = key;
+  mma.family = "q4_mma";
+  mma.source_hash = "77aa";
+  mma.m_bucket = 16;
+  const std::string mma_default = "tm16.tn128.tk64.wn4.wk1.st3.sk2";
+  const std::string mma_best = "tm16.tn64.tk128.wn2.wk2.st4.sk4";
+  db.save_trial(mma, trial(mma_default, TrialStatus::ok, 27.0, 2));
+  db.save_trial(mma, trial(mma_best, TrialStatus::ok, 24.5, 2));
+  db.save_winner(mma, {mma_best, mma_default, 24.5, 24.1, 25.0, 27.0, 6, 2, 0, 0.75, "aa01"});
+
+  TuningKey path = key;
+  path.family = "matmul_path";
+  path.source_hash = "0c0c";
+  path.m_bucket = 1;
+  db.save_decision(path, {"gemv", best, 15.5, "gemv", 15.5, {{"gemv", 15.5}}, 1.25});
+  path.m_bucket = 16;
+  db.save_decision(path, {"mma",
+                          mma_best,
+                          24.5,
+                          "mma",
+                          24.5,
+                          {{"gemv", 80.25}, {"mma", 24.5}, {"dequant_gemm", 190.0}},
+                          2.5});
 }
 
 std::string read_text(const std::filesystem::path& path) {
@@ -93,8 +118,16 @@ TEST(Report, NumbersAndFilters) {
   TuningDb db({dir / "tuning.sqlite3", {}});
   write_recorded_db(db);
   const Report report = build_report(db, "H100");
-  ASSERT_EQ(report.rows.size(), 2u);
+  ASSERT_EQ(report.rows.size(), 3u);
+  ASSERT_EQ(report.decisions.size(), 2u);
   const ReportRow& row = report.rows[0];
+  EXPECT_EQ(row.path, "gemv");
+  EXPECT_EQ(row.decided_path, "gemv");
+  EXPECT_EQ(report.rows[1].decided_path, "") << "no decision at M 2";
+  EXPECT_EQ(report.rows[2].key.family, "q4_mma");
+  EXPECT_EQ(report.rows[2].path, "mma");
+  EXPECT_EQ(report.rows[2].decided_path, "mma");
+  EXPECT_EQ(report.decisions[1].decision.alternatives.size(), 3u);
   // qweight 4096/8*12288*4 + scales 32*12288*2 + qzeros 32*1536*4 + g_idx 4096*4.
   EXPECT_EQ(row.weight_bytes, 25165824 + 786432 + 196608 + 16384);
   EXPECT_NEAR(row.speedup, 20.0 / 15.5, 1e-9);
@@ -102,10 +135,13 @@ TEST(Report, NumbersAndFilters) {
   EXPECT_NEAR(row.ceiling_fraction, row.tbps / 3.08, 1e-9);
   EXPECT_EQ(row.trials.front().config, "bt128.cpt4.lw128.ks512.mb1.xs.f32.at");  // fastest first
   EXPECT_TRUE(build_report(db, "A100").rows.empty());
-  EXPECT_TRUE(
-      build_report(db, "", std::vector<MatmulShapeKey>{{4096, 4096, 128, true}}).rows.empty());
+  EXPECT_TRUE(build_report(db, "A100").decisions.empty());
+  const Report other_shape =
+      build_report(db, "", std::vector<MatmulShapeKey>{{4096, 4096, 128, true}});
+  EXPECT_TRUE(other_shape.rows.empty());
+  EXPECT_TRUE(other_shape.decisions.empty());
   EXPECT_EQ(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 12288, 128, true}}).rows.size(),
-            2u);
+            3u);
   EXPECT_THROW(render_report(report, "pdf"), Error);
 }
 
@@ -119,6 +155,17 @@ TEST(Report, HtmlIsSelfContained) {
   EXPECT_EQ(html.find(" src="), std::string::npos);
   EXPECT_NE(html.find("<svg"), std::string::npos);
   EXPECT_NE(html.find("&lt;sm_90&gt;"), std::string::npos);  // details are escaped
+  EXPECT_NE(html.find("Matmul paths"), std::string::npos);
+}
+
+TEST(Report, MarkdownShowsThePathChosenPerBucket) {
+  test::TempDir dir;
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  write_recorded_db(db);
+  const std::string md = report_markdown(build_report(db, ""));
+  EXPECT_NE(md.find("| q4_mma | mma (chosen) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| q4_matmul | gemv (chosen) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("gemv 80.25, mma 24.50, dequant_gemm 190.00"), std::string::npos) << md;
 }
 
 }  // namespace
