@@ -134,6 +134,7 @@ class TuneRun {
   std::vector<DecisionOutcome> decisions_;
   std::vector<BucketWork> buckets_;
   CompileEstimate compile_estimate_{BudgetPolicy{}.compile_guess_seconds};
+  // std::async futures wait in their destructors: an exception leaves no compile running behind.
   std::list<WinnerCompile> winner_compiles_;
 };
 
@@ -163,6 +164,7 @@ void TuneRun::find_problems(const std::vector<TuneShape>& shapes) {
         work.problems.push_back(outcomes_.size());
         outcomes_.push_back(std::move(outcome));
       }
+      if (work.problems.empty()) continue;  // no path can run this shape here: nothing to decide
       DecisionOutcome decision;
       decision.key =
           make_tuning_key(fingerprint_, kMatmulPathFamily, path_hash, shape.shape, bucket);
