@@ -202,9 +202,9 @@ TEST(GpuTune, FixtureModelThenWarmSecondRun) {
   tune_twice(*gpu, model_matmul_shapes(model_from_environment()), budget_from_environment());
 }
 
-// tune_missing at load: the first call tunes buckets 1 and 16, a second call with the same
-// buckets does nothing (0 compiles, 0 timings, 0 validations), a third with bucket 64 added tunes
-// only bucket 64's problems.
+// tune_missing at load: nothing for an fp16 model; the first call tunes buckets 1 and 16, a
+// second call with the same buckets does nothing (0 compiles, 0 timings, 0 validations), a third
+// with bucket 64 added tunes only bucket 64's problems.
 TEST(GpuTune, TuneMissingTunesOnlyWhatIsAbsent) {
   std::string why;
   std::optional<Gpu> gpu = open_gpu(why);
@@ -218,6 +218,12 @@ TEST(GpuTune, TuneMissingTunesOnlyWhatIsAbsent) {
   options.m_buckets = {1, 16};
 
   KernelService cold(*gpu->compiler, &store, KernelServiceOptions{});
+  test::TempDir fp16;
+  test::write_tiny_model(fp16.path(), 0, false);
+  const TuneMissingResult dense = tune_missing(*gpu->backend, cold, db, fp16.path(), options);
+  EXPECT_TRUE(dense.problems.empty()) << "fp16 weights: no q4 matmul to tune";
+  EXPECT_EQ(dense.counters.timings, 0);
+
   const TuneMissingResult first = tune_missing(*gpu->backend, cold, db, model, options);
   EXPECT_EQ(first.counters.tuned, first.counters.problems);
   EXPECT_EQ(first.counters.decisions, int64_t(2 * shapes));
