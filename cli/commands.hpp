@@ -17,5 +17,7 @@ void add_bench_kernels_command(CLI::App& app);
 void add_tune_command(CLI::App& app);
 void add_report_command(CLI::App& app);
 void add_tuning_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace q4jit::cli

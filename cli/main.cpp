@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   q4jit::cli::add_tune_command(app);
   q4jit::cli::add_report_command(app);
   q4jit::cli::add_tuning_command(app);
+  q4jit::cli::add_synth_command(app);
+  q4jit::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <numeric>
 
 #include <nlohmann/json.hpp>
@@ -90,6 +91,17 @@ Fill packed_zeros(uint64_t seed, bool sym) {
   };
 }
 
+// The projection whose act-order permutation `prefix` shares: GPTQ orders the rows of every
+// projection by the Hessian of its input, so q, k and v (one input) share one permutation, as do
+// gate and up.
+std::string permutation_owner(const std::string& prefix) {
+  for (const char* follower : {"k_proj", "v_proj"}) {
+    if (prefix.ends_with(follower)) return prefix.substr(0, prefix.size() - 6) + "q_proj";
+  }
+  if (prefix.ends_with("up_proj")) return prefix.substr(0, prefix.size() - 7) + "gate_proj";
+  return prefix;
+}
+
 // g_idx: k / group_size, or with act-order a random assignment holding group_size rows per group.
 std::vector<int32_t> make_g_idx(int K, int group_size, bool act_order, uint64_t seed) {
   std::vector<int32_t> g_idx(K);
@@ -146,7 +158,8 @@ void plan_linear(std::vector<PlannedTensor>& plan, const std::string& prefix, in
        {G, N},
        uniform_f16(tensor_seed(seed, prefix + ".scales"), 0.5f * bound / 8, 1.5f * bound / 8)});
   if (spec.write_g_idx || q.desc_act) {
-    const uint64_t g_seed = tensor_seed(seed, prefix + ".g_idx");
+    const uint64_t g_seed =
+        tensor_seed(seed, (spec.shared_act_order ? permutation_owner(prefix) : prefix) + ".g_idx");
     const bool act_order = q.desc_act && G > 1;
     plan.push_back({prefix + ".g_idx", DType::I32, {K}, [=](std::span<std::byte> out) {
                       const std::vector<int32_t> g_idx =
@@ -250,6 +263,16 @@ void write_json(const fs::path& path, const json& value) {
   if (!out) throw Error(path.string() + ": cannot write");
 }
 
+// Reports each tensor once produced (the writers produce them one at a time, in order).
+Fill with_progress(Fill fill, const SynthSpec& spec, std::shared_ptr<int64_t> done, int64_t total) {
+  if (!spec.progress) return fill;
+  return [fill = std::move(fill), progress = spec.progress, done, total](std::span<std::byte> out) {
+    fill(out);
+    *done += int64_t(out.size());
+    progress(*done, total);
+  };
+}
+
 std::string shard_name(int index, int shards) {
   if (shards == 1) return "model.safetensors";
   char name[64];
@@ -287,13 +310,15 @@ void write_synthetic_model(const fs::path& dir, const SynthSpec& spec) {
   // A tensor goes to the shard its middle byte falls in, so shards are about equal in size.
   std::vector<SafetensorsWriter> writers(spec.shards);
   json weight_map = json::object();
+  auto done = std::make_shared<int64_t>(0);
   size_t offset = 0;
   for (PlannedTensor& tensor : plan) {
     const size_t middle = offset + tensor.bytes() / 2;
     const int shard = int(std::min<size_t>(spec.shards - 1, middle * spec.shards / total));
     offset += tensor.bytes();
     weight_map[tensor.name] = shard_name(shard, spec.shards);
-    writers[shard].add_produced(tensor.name, tensor.dtype, tensor.shape, std::move(tensor.fill));
+    writers[shard].add_produced(tensor.name, tensor.dtype, tensor.shape,
+                                with_progress(std::move(tensor.fill), spec, done, int64_t(total)));
   }
   for (int shard = 0; shard < spec.shards; ++shard) {
     writers[shard].set_metadata("format", "pt");

@@ -157,6 +157,26 @@ void CpuEngine::reset() {
   state_->position = 0;
 }
 
+MemoryUse CpuEngine::memory_use() const {
+  const State& s = *state_;
+  auto bytes = [](const std::vector<float>& values) {
+    return int64_t(values.size() * sizeof(float));
+  };
+  MemoryUse use;
+  use.weights_bytes = bytes(s.embed) + bytes(s.final_norm) + bytes(s.lm_head_untied);
+  for (const LayerParameters& layer : s.layers) {
+    for (const std::vector<float>* values :
+         {&layer.input_norm, &layer.post_norm, &layer.q, &layer.k, &layer.v, &layer.o, &layer.gate,
+          &layer.up, &layer.down})
+      use.weights_bytes += bytes(*values);
+  }
+  use.cache_bytes = bytes(s.key_cache) + bytes(s.value_cache);
+  for (const std::vector<float>* values :
+       {&s.x, &s.normed, &s.q, &s.attended, &s.projected, &s.gate, &s.up})
+    use.workspace_bytes += bytes(*values);
+  return use;
+}
+
 std::vector<float> CpuEngine::forward(std::span<const int32_t> tokens, bool all_logits) {
   State& s = *state_;
   s.check_tokens(tokens);  // before anything changes: an Error leaves the cache as it was

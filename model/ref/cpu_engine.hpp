@@ -26,6 +26,9 @@ class CpuEngine : public Engine {
   int position() const override;
   void reset() override;
   std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits) override;
+  // Host bytes: the fp32 weights as dequantized, the fp32 KV cache, the activations of the last
+  // call.
+  MemoryUse memory_use() const override;
 
  private:
   struct State;
