@@ -60,6 +60,9 @@ bool instantiable(const Q4MmaConfig& cfg);
 // The tuning space, shape-independent, default first: nine warp layouts x tm x stages x sk.
 std::vector<Q4MmaConfig> q4_mma_configs();
 std::vector<Q4MmaConfig> space(const DeviceInfo& device, const Q4MmaShape& shape);
+// The configuration to use for a shape before any tuning: the measured best for its row range
+// when legal, else the first legal one (the default when none is: legal() says which).
+Q4MmaConfig q4_mma_default(const DeviceInfo& device, const Q4MmaShape& shape);
 Q4MmaGeometry geometry(const Q4MmaConfig& cfg, const Q4MmaShape& shape);
 Q4MmaWorkspace workspace(const Q4MmaConfig& cfg, const Q4MmaShape& shape);
 // Shared memory of one block (stages or epilogue tile, as q4_mma_smem_bytes() in q4_mma.cu).

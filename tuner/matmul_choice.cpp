@@ -76,10 +76,10 @@ MatmulChoice MatmulChooser::default_choice(const MatmulShapeKey& shape, int64_t 
   MatmulChoice choice;
   const bool tensor_cores = q4_mma_family().supports(device_.sm());
   if (M > kDefaultGemvMaxRows && tensor_cores) {
-    const std::vector<Q4MmaConfig> legal_configs = space(device_, mma_shape(shape, M));
-    if (!legal_configs.empty()) {
+    const Q4MmaConfig cfg = q4_mma_default(device_, mma_shape(shape, M));
+    if (legal(cfg, device_, mma_shape(shape, M))) {
       choice.path = MatmulPath::mma;
-      choice.mma = legal_configs.front();
+      choice.mma = cfg;
       return choice;
     }
   }

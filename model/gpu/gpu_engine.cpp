@@ -88,6 +88,7 @@ struct GpuEngine::State {
   State(const Model& model_in, GpuEngineOptions options_in);
   void allocate_activations();
   void prepare_rows(int rows);
+  void warm_up();
   void run_layer(int l, int rows, int first_position, int splits);
   void enqueue_forward(int rows, int first_position, int splits, bool all_logits);
   void decode_step(int first_position);
@@ -100,8 +101,8 @@ struct GpuEngine::State {
     marks->emplace_back(category, backend->create_event());
     backend->record(marks->back().second, stream);
   }
-  void set_decode_inputs(int32_t token, int first_position);
-  StepProfile profile(int repetitions);
+  void set_inputs(int rows, int first_position);
+  StepProfile profile(int rows, int repetitions);
   void progress(const std::string& line) const {
     if (options.progress) options.progress(line);
   }
@@ -139,8 +140,7 @@ GpuEngine::State::State(const Model& model_in, GpuEngineOptions options_in)
       backend->allocate(size_t(std::max<int64_t>(ops->decode_workspace_bytes(), 16)));
   backend->memset(decode_workspace.raw(), 0, decode_workspace.bytes(), {});
   progress("preparing kernels");
-  prepare_rows(1);
-  prepare_rows(chunk);
+  warm_up();
   const KernelCounters counters = service->counters();
   progress("kernels: " + counters.summary());
 }
@@ -184,6 +184,19 @@ void GpuEngine::State::prepare_rows(int rows) {
   matmul_workspace = backend->allocate(size_t(needed));
   backend->memset(matmul_workspace.raw(), 0, size_t(needed), {});
   backend->synchronize({});
+}
+
+// Loads every kernel a request can need now, not in the middle of the first one: the projections
+// at each M bucket up to a chunk, then one chunk-sized prefill (all logits) and one decode step
+// for the ops. The cache is emptied afterwards.
+void GpuEngine::State::warm_up() {
+  for (int rows = 1; rows < chunk; rows *= 2) prepare_rows(rows);
+  prepare_rows(chunk);
+  const int rows = std::min(chunk, max_positions - 1);
+  if (rows >= 2) run_chunk(std::vector<int32_t>(size_t(rows), 0), true);
+  const int32_t token = 0;
+  run_chunk(std::span<const int32_t>(&token, 1), false);
+  position = 0;
 }
 
 void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits) {
@@ -286,39 +299,48 @@ void GpuEngine::State::decode_step(int first_position) {
   ++stats.graph_replays;
 }
 
-void GpuEngine::State::set_decode_inputs(int32_t token, int first_position) {
+void GpuEngine::State::set_inputs(int rows, int first_position) {
   std::vector<int32_t> host(2 * size_t(chunk) + 1, 0);
-  host[0] = token;
-  host[chunk] = first_position;
-  host[2 * size_t(chunk)] = first_position + 1;
+  for (int t = 0; t < rows; ++t) host[chunk + t] = first_position + t;
+  host[2 * size_t(chunk)] = first_position + rows;
   backend->copy_to_device(inputs.raw(), host.data(), host.size() * 4, stream);
 }
 
-StepProfile GpuEngine::State::profile(int repetitions) {
-  StepProfile profile;
-  set_decode_inputs(config.bos_token_id, position);
-  decode_step(position);  // the first step runs plainly and loads every kernel
-  decode_step(position);  // captures the graph of this split count if needed
-  const int splits = int(ceil_div(position + 1, ops->decode_split()));
+// Median microseconds of `run` over `repetitions`, between events on the stream.
+template <typename Run>
+double median_us(Backend& backend, const Stream& stream, int repetitions, Run run) {
   std::vector<double> times;
-  const Event start = backend->create_event(), end = backend->create_event();
+  const Event start = backend.create_event(), end = backend.create_event();
   for (int i = 0; i < repetitions; ++i) {
-    backend->record(start, stream);
-    backend->launch_graph(decode_graphs.at(splits), stream);
-    backend->record(end, stream);
-    times.push_back(1000.0 * backend->elapsed_ms(start, end));
+    backend.record(start, stream);
+    run();
+    backend.record(end, stream);
+    times.push_back(1000.0 * backend.elapsed_ms(start, end));
   }
   std::sort(times.begin(), times.end());
-  profile.step_us = times[times.size() / 2];
+  return times[times.size() / 2];
+}
 
+StepProfile GpuEngine::State::profile(int rows, int repetitions) {
+  StepProfile profile;
+  set_inputs(rows, position);
+  const int splits = int(ceil_div(position + rows, ops->decode_split()));
+  if (rows == 1) {
+    decode_step(position);  // the first step runs plainly and loads every kernel
+    decode_step(position);  // captures the graph of this split count if needed
+    profile.step_us = median_us(*backend, stream, repetitions,
+                                [&] { backend->launch_graph(decode_graphs.at(splits), stream); });
+  } else {
+    prepare_rows(rows);
+    profile.step_us = median_us(*backend, stream, std::max(1, repetitions / 10),
+                                [&] { enqueue_forward(rows, position, splits, false); });
+  }
+  // Plain launches with an event after each op: each category's time includes the gaps before
+  // its kernels, which plain launches make larger than graph replays do.
   std::vector<std::pair<std::string, Event>> events;
   marks = &events;
-  backend->begin_capture(stream);
-  enqueue_forward(1, position, splits, false);
+  enqueue_forward(rows, position, splits, false);
   marks = nullptr;
-  const GraphExec marked = backend->end_capture(stream);
-  backend->launch_graph(marked, stream);  // warm
-  backend->launch_graph(marked, stream);
   backend->synchronize(stream);
   std::map<std::string, double> sums;
   for (size_t i = 1; i < events.size(); ++i) {
@@ -403,8 +425,12 @@ std::vector<float> GpuEngine::forward(std::span<const int32_t> tokens, bool all_
   return logits;
 }
 
-StepProfile GpuEngine::profile_decode(int repetitions) {
-  return state_->profile(std::max(repetitions, 1));
+StepProfile GpuEngine::profile_step(int rows, int repetitions) {
+  State& s = *state_;
+  Q4JIT_CHECK(rows >= 1 && rows <= s.chunk && s.position + rows <= s.max_positions,
+              "profile: " + std::to_string(rows) + " rows at position " +
+                  std::to_string(s.position) + " do not fit");
+  return s.profile(rows, std::max(repetitions, 1));
 }
 
 MemoryUse GpuEngine::memory_use() const {

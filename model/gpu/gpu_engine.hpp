@@ -39,12 +39,12 @@ struct GpuEngineStats {
   int64_t graph_replays = 0;
 };
 
-// Where one decode step's time goes (profile_decode()).
+// Where one forward step's time goes (profile_step()).
 struct StepProfile {
-  double step_us = 0;  // one replay of the decode graph (median of repetitions)
-  // Time between consecutive ops of the same step replayed with events between them, summed by
-  // category: "matmul" (the projections), "attention", "lm_head", "other" (norms, RoPE and cache
-  // write, SiLU, residuals, embedding). Each includes the gap before its kernel.
+  double step_us = 0;  // decode: one replay of the graph; prefill: one plain forward (medians)
+  // Time between consecutive ops of the same step launched plainly with an event after each op,
+  // summed by category: "matmul" (the projections), "attention", "lm_head", "other" (norms, RoPE
+  // and cache write, SiLU, residuals, embedding). Each includes the gap before its kernel.
   std::vector<std::pair<std::string, double>> categories_us;
   double events_total_us = 0;  // their sum (events add a little)
 };
@@ -68,9 +68,9 @@ class GpuEngine : public Engine {
   int64_t weight_bytes() const;
   int64_t cache_bytes() const;
   int64_t workspace_bytes() const;
-  // Times a decode step at the current position without advancing it (its cache row is written
-  // and will be overwritten by the next real step).
-  StepProfile profile_decode(int repetitions = 50);
+  // Times a step of `rows` tokens (1: a decode step) at the current position without advancing
+  // it (the cache rows it writes are overwritten by the next real step).
+  StepProfile profile_step(int rows = 1, int repetitions = 50);
   // Per projection and row count, the kernel used: "layer 0 qkv M=1: gemv ... (tuned)".
   std::vector<std::string> describe_choices() const;
 

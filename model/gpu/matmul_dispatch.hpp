@@ -48,7 +48,9 @@ class MatmulDispatch {
     LmHeadConfig dense_config;
     bool dense_small = false;
     int64_t workspace_bytes = 0;
-    int64_t scratch_offset = 0;  // dequant_gemm: the fp16 [N, K] weight after the GEMM's area
+    int64_t scratch_offset = 0;  // dequant_gemm: the fp16 [N, K] weight after the GEMM's area;
+                                 // mma with act-order: x gathered into sorted order, [M, K]
+    Function gather;             // mma with act-order: q4_gather_kernel
   };
   using Key = std::tuple<bool, int64_t, int64_t, int64_t, bool, int>;
   const Prepared& prepared(const DeviceLinear& linear, int64_t M);

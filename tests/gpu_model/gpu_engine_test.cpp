@@ -1,10 +1,11 @@
 // GpuEngine against the CPU reference and the goldens. Every test needs a GPU and NVRTC and skips
-// with the reason otherwise. (a) Small random models (fp16, GPTQ g32 act-order asymmetric,
-// no-group) shaped for the GPU kernels (head_dim 64): whole-sequence logits, chunked prefill
-// followed by graph-replayed decode steps, and every forced matmul path, each against the fp32
-// CPU engine; graphs against no graphs; the max-positions limit; a warm second engine compiles
-// nothing. (b) With ../shared: logits of the three fixtures within 2e-3 of the goldens, greedy
-// continuations (allowing a different branch only at near ties), perplexity within 0.05%.
+// with the reason otherwise. (a) Small random models (fp16, GPTQ g32 act-order asymmetric with
+// fused projections, g64 act-order with a permutation per projection (unfused), g128, no-group)
+// shaped for the GPU kernels (head_dim 64): whole-sequence logits, chunked prefill followed by
+// graph-replayed decode steps, and every forced matmul path, each against the fp32 CPU engine;
+// graphs against no graphs; the max-positions limit; a warm second engine compiles nothing. (b)
+// With ../shared: logits of the three fixtures within 2e-3 of the goldens, greedy continuations
+// (allowing a different branch only at near ties), perplexity within 0.05%.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -62,7 +63,8 @@ std::string gpu_unavailable() {
   if (const std::string reason = gpu_unavailable(); !reason.empty()) GTEST_SKIP() << reason
 
 // A small random model the GPU kernels accept (head_dim 64, K multiples of 128).
-Model small_model(const fs::path& dir, int group_size, bool act_order, bool sym) {
+Model small_model(const fs::path& dir, int group_size, bool act_order, bool sym,
+                  bool shared_act_order) {
   SynthSpec spec;
   spec.config = tiny_config(4096);
   spec.config.hidden_size = 256;
@@ -79,6 +81,7 @@ Model small_model(const fs::path& dir, int group_size, bool act_order, bool sym)
     spec.config.quantization = quantization;
   }
   spec.seed = 7;
+  spec.shared_act_order = shared_act_order;
   write_synthetic_model(dir, spec);
   return load_model(dir);
 }
@@ -106,14 +109,15 @@ struct SmallVariant {
   int group_size;  // 0: fp16
   bool act_order;
   bool sym;
+  bool fused = true;  // act-order: q, k, v (and gate, up) share their permutation
 };
 
 class GpuEngineSmall : public testing::TestWithParam<SmallVariant> {
  protected:
   void SetUp() override {
     Q4JIT_REQUIRE_GPU();
-    model_ =
-        small_model(dir_ / "model", GetParam().group_size, GetParam().act_order, GetParam().sym);
+    model_ = small_model(dir_ / "model", GetParam().group_size, GetParam().act_order,
+                         GetParam().sym, GetParam().fused);
   }
   test::TempDir dir_;
   Model model_;
@@ -141,6 +145,11 @@ TEST_P(GpuEngineSmall, ChunkedPrefillAndDecodeMatchTheCpu) {
   }
   EXPECT_LE(worst, kRandomModelTolerance) << "decode steps";
   EXPECT_EQ(gpu.position(), 57);
+  const std::vector<std::string> choices = gpu.describe_choices();
+  const bool fused = std::any_of(choices.begin(), choices.end(), [](const std::string& line) {
+    return line.find("qkv") != std::string::npos;
+  });
+  EXPECT_EQ(fused, GetParam().fused) << "q, k and v fused into one projection";
   EXPECT_GE(gpu.stats().graph_replays, 18) << "decode steps replay captured graphs";
   std::printf("%s: prefill error %.2e, worst decode error %.2e, graphs captured %lld\n",
               GetParam().name, relative_error(got, want), worst,
@@ -214,6 +223,7 @@ TEST_P(GpuEngineSmall, WarmStartCompilesNothing) {
 INSTANTIATE_TEST_SUITE_P(Formats, GpuEngineSmall,
                          testing::Values(SmallVariant{"fp16", 0, false, true},
                                          SmallVariant{"g32_act_asym", 32, true, false},
+                                         SmallVariant{"g64_act_unfused", 64, true, true, false},
                                          SmallVariant{"g128", 128, false, true},
                                          SmallVariant{"no_group", -1, false, true}),
                          [](const auto& info) { return std::string(info.param.name); });
