@@ -241,7 +241,11 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--gen-tokens", args->gen_tokens, "Greedy tokens generated per measurement")
       ->capture_default_str();
-  command->add_option("--m", args->rows, "Comma-separated rows (M) of the per-shape timing")
+  command
+      ->add_option(
+          "--m", args->rows,
+          "Comma-separated rows (M) of the per-shape timing, each rounded up to its bucket "
+          "(1, 2, 4, 8, ...)")
       ->capture_default_str();
   command->add_flag("--no-matmul", args->no_matmul, "Skip the per-shape matmul timing");
   command->add_option("--seed", args->seed, "Seed of the random token ids")->capture_default_str();
