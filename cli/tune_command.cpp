@@ -206,13 +206,15 @@ void add_tune_command(CLI::App& app) {
                    "Seconds for the whole tune, compiling included (default 60)");
   tune->add_option(
       "--shape-cap", args->shape_cap,
-      "Seconds per shape and M bucket at most (default: the fair share of the budget)");
+      "Seconds per problem (shape, M bucket, path) at most (default: its fair share of the "
+      "budget)");
   tune->add_option("--m", args->rows,
                    "Comma-separated rows (M) to tune, rounded up to buckets (default "
                    "1,2,...,2048: gemv up to 16, mma and dequant+gemm from 16)");
   tune->add_flag("--gemm-space", args->whole_gemm_space,
                  "Dequant+gemm path: try every gemm_f16 configuration, not only the default");
-  tune->add_flag("--force", args->force, "Forget stored winners and trials of these shapes first");
+  tune->add_flag("--force", args->force,
+                 "Forget stored winners, trials and path decisions of these shapes first");
   tune->add_flag("--json", args->json, "Print one JSON object instead of text");
   tune->add_flag("-q,--quiet", args->quiet, "No progress lines");
   tune->add_flag("-v,--verbose", args->verbose,
