@@ -2,7 +2,7 @@
 // maximum and 8 fp16 values loaded as one 16-byte access and widened to fp32. No kernels here.
 #pragma once
 
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 namespace q4jit_attention {
 

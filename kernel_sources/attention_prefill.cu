@@ -16,7 +16,7 @@
 // Parameters:  kHeadDim 64, 128; kBlockQ 16, 32, 64 queries per block; kBlockK 32, 64 keys per
 //              tile; kWarps 2, 4, 8 with 1 <= kBlockQ / kWarps <= 8 (accumulators in registers).
 // Parameters change only the fp32 summation order.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "attention_common.cuh"
 #include "q4jit_common.cuh"

@@ -12,7 +12,7 @@
 //            decoded with column-coalesced reads of qweight, transposed in shared memory, and
 //            written as 16-byte row chunks.
 // Parameters: kThreads 128, 256; kTileK 64, 128.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 template <int kThreads = 256, int kTileK = 64>
 __global__ void __launch_bounds__(kThreads)

@@ -13,7 +13,7 @@
 // Parameters:  kBlockThreads 64..512 (whole warps), kVectorWidth 1, 2, 4, 8 fp16 per access (F,
 //              the strides and count must be multiples of it: pointers stay aligned).
 // Arithmetic in fp32, one rounding to fp16 per output; parameters never change results.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "q4jit_common.cuh"
 

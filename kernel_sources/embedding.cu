@@ -8,7 +8,7 @@
 // Geometry:    grid (T), block (kBlockThreads), no shared memory.
 // Parameters:  kBlockThreads 64..512 (whole warps), kVectorWidth 1, 2, 4, 8 fp16 per access
 //              (C must be a multiple of it). A copy: parameters never change results.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "q4jit_common.cuh"
 

@@ -32,6 +32,10 @@ struct KernelFamily {
   // Oldest architecture the kernels compile for (mma.sync and cp.async need sm_80). Compiling
   // for an older target is refused by the caller, not attempted.
   int min_sm = 75;
+  // Whether the kernels compile for AMD GPUs with hiprtc (through portable.cuh). False for
+  // families built on NVIDIA-only instructions (mma.sync, ldmatrix, cp.async): compiling them
+  // for a gfx target is refused by the caller, like an old sm, and AMD gets the SIMT paths.
+  bool amd = true;
 
   bool supports(int sm) const { return sm >= min_sm; }
 };

@@ -131,6 +131,7 @@ KernelFamily gemm_f16_family() {
   family.name = "gemm_f16";
   family.source = "gemm_f16.cu";
   family.min_sm = 80;  // mma.sync m16n8k16, ldmatrix and cp.async
+  family.amd = false;  // inline PTX; an AMD matrix-core (MFMA) version is not written
   family.parameters = gemm_f16_parameters();
   const GemmConfig defaults;
   family.default_variants = {{to_string(defaults), name_expression(defaults)}};

@@ -11,7 +11,7 @@
 // Parameters:  kWarps 2, 4, 8, 16; kRows 1, 2, 4, 8 (rows per block; M above it takes more
 //              blocks, each reading the weights again); kFloatOut: fp32 (1) or fp16 (0) output.
 //              C % 8 == 0. Parameters change only the fp32 summation order.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "attention_common.cuh"
 #include "q4jit_common.cuh"

@@ -167,6 +167,7 @@ KernelFamily q4_mma_family() {
   family.name = "q4_mma";
   family.source = "q4_mma.cu";
   family.min_sm = 80;  // mma.sync m16n8k16 and cp.async
+  family.amd = false;  // inline PTX; an AMD matrix-core (MFMA) version is not written
   family.parameters = q4_mma_parameters();
   const Q4MmaConfig defaults;
   family.default_variants = {{to_string(defaults), name_expression(defaults)}};

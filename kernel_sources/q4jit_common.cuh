@@ -4,7 +4,7 @@
 // kernels; each family's kernels live in <family>.cu.
 #pragma once
 
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 namespace q4jit_device {
 

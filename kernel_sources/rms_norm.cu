@@ -11,7 +11,7 @@
 //              passes instead of reading it from global memory twice).
 // Parameters change speed, never results beyond fp32 reduction order (the sum of squares is
 // reduced per thread then per block, so block size changes the order).
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "q4jit_common.cuh"
 

@@ -15,7 +15,7 @@
 //              writes nothing to the cache (never out of bounds).
 // Parameters:  kBlockThreads 64..256, kVectorWidth 1, 2, 4, 8 rotation pairs per access
 //              (D/2 and the strides % width == 0). They never change results.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "q4jit_common.cuh"
 

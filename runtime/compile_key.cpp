@@ -30,8 +30,16 @@ std::string compile_key(const CompileRequest& request, const Compiler& compiler)
   return to_hex(hash.finish());
 }
 
+// The store's file names are NVIDIA-shaped (sm<N>.nvrtc<tag>); an AMD entry is sm0 with the
+// architecture after the compiler's tag: "....sm0.nvrtchip5-2.gfx90a.v1.cubin". Only the hash
+// decides identity (kernel_store.cpp, invariant 1), and it covers the architecture and HIP version.
 StoreKey store_key(const CompileRequest& request, const Compiler& compiler,
                    const std::string& hash) {
+  if (request.target.amd()) {
+    return {request.family, request.config,
+            hash,           0,
+            false,          compiler.version_tag() + "." + request.target.gfx};
+  }
   return {request.family,    request.config,     hash,
           request.target.sm, request.target.ptx, compiler.version_tag()};
 }

@@ -11,8 +11,9 @@
 namespace q4jit {
 
 // 64 hex digits over: kStoreVersion, the template's name and bytes, each included embedded
-// header's name and bytes (sorted by name), the platform headers' version, the compiler version,
-// the sorted key options (architecture included), family, config and the name expressions.
+// header's name and bytes (sorted by name), the platform headers' version, the compiler version
+// (NVRTC's, or the HIP version for hiprtc), the sorted key options (architecture included),
+// family, config and the name expressions.
 std::string compile_key(const CompileRequest& request, const Compiler& compiler);
 
 // The store key for a request whose hash is `hash`.

@@ -26,10 +26,11 @@ KernelSource embedded_kernel_source(const std::string& name) {
 }
 
 std::string CompileTarget::arch_option() const {
-  return "--gpu-architecture=" + label();
+  return (amd() ? "--offload-arch=" : "--gpu-architecture=") + label();
 }
 
 std::string CompileTarget::label() const {
+  if (amd()) return gfx;
   return (ptx ? "compute_" : "sm_") + std::to_string(sm);
 }
 
@@ -43,6 +44,11 @@ int parse_sm(const std::string& text) {
 }
 
 CompileTarget select_target(int device_sm, const std::vector<int>& supported) {
+  if (device_sm == 0) {
+    throw Error(
+        "select_target: the device has no NVIDIA compute capability (an AMD GPU?); its target "
+        "comes from target_for_device (runtime/platform.hpp)");
+  }
   if (device_sm < 75) {
     throw Error("sm_" + std::to_string(device_sm) +
                 ": q4jit needs compute capability 7.5 (Turing) or newer");

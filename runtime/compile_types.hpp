@@ -25,13 +25,17 @@ struct KernelSource {
 // The embedded template `name` with its headers; Error when unknown.
 KernelSource embedded_kernel_source(const std::string& name);
 
-// What to generate: a CUBIN for sm_XY, or PTX for compute_XY that the driver JIT-compiles.
+// What to generate: a CUBIN for sm_XY, or PTX for compute_XY that the driver JIT-compiles; or,
+// when gfx is set, an AMD code object for that architecture (hiprtc; sm and ptx unused).
 struct CompileTarget {
   int sm = 0;  // 90 for sm_90
   bool ptx = false;
+  std::string gfx = {};  // "gfx90a" for AMD (runtime/hip/hip_archs.hpp), empty for NVIDIA
 
-  std::string arch_option() const;  // "--gpu-architecture=sm_90" or "=compute_90"
-  std::string label() const;        // "sm_90" or "compute_90"
+  bool amd() const { return !gfx.empty(); }
+  // "--gpu-architecture=sm_90" or "=compute_90"; "--offload-arch=gfx90a" for AMD.
+  std::string arch_option() const;
+  std::string label() const;  // "sm_90", "compute_90" or "gfx90a"
 };
 
 // "sm_90" or "90" -> 90; Error on anything else.

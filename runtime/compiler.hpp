@@ -1,5 +1,6 @@
-// The interface of a source-to-binary compiler (NVRTC in runtime/cuda/nvrtc_compiler.hpp; hiprtc
-// later). Needs no GPU. Implementations are safe to call from several threads at once.
+// The interface of a source-to-binary compiler (NVRTC in runtime/cuda/nvrtc_compiler.hpp, hiprtc
+// in runtime/hip/hiprtc_compiler.hpp). Needs no GPU. Implementations are safe to call from several
+// threads at once.
 #pragma once
 
 #include <string>
@@ -14,6 +15,8 @@ class Compiler {
  public:
   virtual ~Compiler() = default;
 
+  // The Backend::platform() whose binaries it makes: "cuda" (NVRTC) or "hip" (hiprtc).
+  virtual std::string platform() const { return "cuda"; }
   // "NVRTC 13.0"
   virtual std::string description() const = 0;
   // Version for store file names and keys: "13-0".
