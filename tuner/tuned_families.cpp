@@ -146,13 +146,18 @@ class MmaFamily : public TunedFamily {
     return result;
   }
   std::string default_config(const MatmulShapeKey& shape, int bucket) const override {
-    const std::vector<Q4MmaConfig> configs = space(device(), shape_at(shape, bucket));
-    return configs.empty() ? "" : to_string(configs.front());
+    const Q4MmaConfig cfg = q4_mma_default(device(), shape_at(shape, bucket));
+    return legal(cfg, device(), shape_at(shape, bucket)) ? to_string(cfg) : "";
   }
   void load(const std::vector<std::string>& names, int jobs) override {
     std::vector<Q4MmaConfig> configs;
     for (const std::string& name : names) {
       if (!loaded_.has(name)) configs.push_back(q4_mma_configs_by_name().at(name));
+    }
+    if (!gather_) {  // the x gather of act-order shapes (engine: matmul_dispatch.cpp)
+      Result<Q4MatmulKernel> gather =
+          std::move(load_q4_matmul(backend_, service_, {Q4MatmulConfig{}}, 1).front());
+      if (gather.ok()) gather_ = std::make_unique<Q4MatmulKernel>(gather.value());
     }
     std::vector<Result<Q4MmaKernel>> kernels = load_q4_mma(backend_, service_, configs, jobs);
     for (size_t i = 0; i < configs.size(); ++i) {
@@ -163,21 +168,42 @@ class MmaFamily : public TunedFamily {
     }
   }
   std::optional<CandidateVerdict> verdict(const std::string& config) const override {
+    if (!gather_)
+      return CandidateVerdict{config, TrialStatus::compile_failed, "the x gather did not load"};
     return loaded_.verdict(config);
   }
+  // Act-order: the split-K area, then x gathered into the weights' row order [M, K].
   ScratchNeed scratch(const std::string& config, const MatmulShapeKey& shape,
                       int64_t M) const override {
     const int64_t bytes = workspace(q4_mma_configs_by_name().at(config), shape_at(shape, M)).bytes;
-    return {bytes, bytes};
+    if (!shape.act_order) return {bytes, bytes};
+    return {align256(bytes) + M * shape.K * 2, bytes};
   }
+  // As the engine runs it: for act-order, x is gathered once and the product runs unpermuted.
   void launch(const std::string& config, const MatmulShapeKey& shape, int64_t M,
               const MatmulOperands& operands, StreamView stream) const override {
-    launch_q4_mma(backend_, loaded_.at(config), shape_at(shape, M), q4_operands(operands), stream);
+    const Q4MmaKernel& kernel = loaded_.at(config);
+    Q4MatmulOperands direct = q4_operands(operands);
+    if (shape.act_order) {
+      direct.x = operands.workspace +
+                 uint64_t(align256(workspace(kernel.config, shape_at(shape, M)).bytes));
+      direct.x_map = 0;
+      LaunchGeometry gather;
+      gather.grid = {unsigned((shape.K + 255) / 256), unsigned(M), 1};
+      gather.block = {256, 1, 1};
+      launch_kernel(backend_, gather_->gather, gather, stream, direct.x, operands.x, operands.x_map,
+                    int(shape.K));
+    }
+    Q4MmaShape unpermuted = shape_at(shape, M);
+    unpermuted.act_order = false;
+    launch_q4_mma(backend_, kernel, unpermuted, direct, stream);
   }
   double tolerance(const std::string&) const override { return kQ4MmaTolerance; }
+  // The gather's program too: the engine loads it for act-order shapes.
   std::vector<CompileRequest> winner_requests(const std::string& config,
                                               const CompileTarget& target) const override {
-    return {q4_mma_winner_request(q4_mma_configs_by_name().at(config), target)};
+    return {q4_mma_winner_request(q4_mma_configs_by_name().at(config), target),
+            q4_matmul_winner_request(Q4MatmulConfig{}, target)};
   }
 
  private:
@@ -189,6 +215,7 @@ class MmaFamily : public TunedFamily {
   KernelService& service_;
   PostCompileLimits limits_;
   LoadedKernels<Q4MmaKernel> loaded_;
+  std::unique_ptr<Q4MatmulKernel> gather_;  // its gather function, any config's program has it
 };
 
 class DequantGemmFamily : public TunedFamily {

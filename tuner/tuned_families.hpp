@@ -3,7 +3,9 @@
 // gemm_f16). Each names its candidates at a shape and M bucket (footprints, default first),
 // compiles and loads them (kernel store first), says which compiled ones cannot run (compile
 // failure, spills, zero occupancy), launches one by its config string on a shared set of
-// operands, and gives the requests a warm load of a winner makes. Needs a Backend to load and
+// operands exactly as the engine runs it (model/gpu/matmul_dispatch.cpp: act-order q4_mma gathers
+// x once and runs unpermuted; the default configurations are the engine's), and gives the requests
+// a warm load of a winner makes. Needs a Backend to load and
 // launch; the footprints and names need none. Not here: the search (problem_search.hpp), the
 // device data (shape_bench.hpp), the loop (autotuner.cpp).
 #pragma once

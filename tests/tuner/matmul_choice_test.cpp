@@ -75,7 +75,9 @@ TEST_F(MatmulChooserDb, EmptyDatabaseGivesTheDefaults) {
   EXPECT_EQ(to_string(one.gemv), gemv_config(1, 0));
   const MatmulChoice many = chooser.choose(kShape, 512);
   EXPECT_EQ(many.path, MatmulPath::mma);
-  EXPECT_EQ(to_string(many.mma), mma_config(512, 0));
+  EXPECT_EQ(to_string(many.mma),
+            to_string(q4_mma_default(
+                h100(), {512, kShape.K, kShape.N, kShape.group_size, kShape.act_order})));
   EXPECT_NE(many.describe().find("(default)"), std::string::npos);
 }
 

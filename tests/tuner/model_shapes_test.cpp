@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/synth.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace q4jit {
@@ -31,10 +32,18 @@ TEST(ModelShapes, TinyGptqModelWithFusedShapes) {
             "160x64 g32 down\n");
 }
 
-TEST(ModelShapes, ActOrderModelFusesOnlyEqualPermutations) {
-  test::TempDir dir;
-  test::write_tiny_model(dir.path(), 32, true);
-  const std::vector<TuneShape> shapes = model_matmul_shapes(dir.path());
+// An act-order GPTQ model written with shared permutations (q, k, v share one, as do gate and
+// up, as in real checkpoints) or with one per projection.
+std::string act_order_projections(const std::filesystem::path& dir, bool shared) {
+  SynthSpec spec;
+  spec.config = tiny_config(4096);
+  QuantizationConfig quantization;
+  quantization.group_size = 32;
+  quantization.desc_act = true;
+  spec.config.quantization = quantization;
+  spec.shared_act_order = shared;
+  write_synthetic_model(dir, spec);
+  const std::vector<TuneShape> shapes = model_matmul_shapes(dir);
   std::string projections;
   for (const TuneShape& shape : shapes) {
     EXPECT_TRUE(shape.shape.act_order) << describe(shapes);
@@ -43,10 +52,17 @@ TEST(ModelShapes, ActOrderModelFusesOnlyEqualPermutations) {
   for (const char* name : {"q", "k", "v", "o", "gate", "up", "down"}) {
     EXPECT_NE(projections.find(name), std::string::npos) << name;
   }
-  // The synthetic writer draws each projection's g_idx on its own: fused shapes would need equal
-  // permutations, so they must not appear.
-  EXPECT_EQ(projections.find("qkv"), std::string::npos) << describe(shapes);
-  EXPECT_EQ(projections.find("gate_up"), std::string::npos) << describe(shapes);
+  return projections;
+}
+
+TEST(ModelShapes, ActOrderModelFusesOnlyEqualPermutations) {
+  test::TempDir own, shared;
+  const std::string separate = act_order_projections(own.path(), false);
+  EXPECT_EQ(separate.find("qkv"), std::string::npos) << separate;
+  EXPECT_EQ(separate.find("gate_up"), std::string::npos) << separate;
+  const std::string fused = act_order_projections(shared.path(), true);
+  EXPECT_NE(fused.find("qkv"), std::string::npos) << fused;
+  EXPECT_NE(fused.find("gate_up"), std::string::npos) << fused;
 }
 
 TEST(ModelShapes, Fp16ModelHasNothingToTune) {
