@@ -5,9 +5,9 @@
 // failure, spills, zero occupancy), launches one by its config string on a shared set of
 // operands exactly as the engine runs it (model/gpu/matmul_dispatch.cpp: act-order q4_mma gathers
 // x once and runs unpermuted; the default configurations are the engine's), and gives the requests
-// a warm load of a winner makes. Needs a Backend to load and
-// launch; the footprints and names need none. Not here: the search (problem_search.hpp), the
-// device data (shape_bench.hpp), the loop (autotuner.cpp).
+// a warm load of a winner makes. Needs a Backend to load and launch; the footprints and names
+// need none. Not here: the search (problem_search.hpp), the device data (shape_bench.hpp), the
+// loop (autotuner.cpp).
 #pragma once
 
 #include <memory>
