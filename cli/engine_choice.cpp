@@ -17,6 +17,14 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
                   "GPU: tokens per prefill forward at most")
       ->capture_default_str();
   command.add_flag("--no-graphs", option.no_graphs, "GPU: run decode steps without CUDA graphs");
+  command
+      .add_option("--tune", option.tune,
+                  "GPU: auto tunes the model's matmuls missing from the tuning database at load "
+                  "(nothing when all are stored); off uses stored winners and defaults")
+      ->check(CLI::IsMember({"auto", "off"}))
+      ->capture_default_str();
+  command.add_option("--tune-budget", option.tune_budget, "GPU: seconds --tune auto may take")
+      ->capture_default_str();
   command.add_option("--tuning-db", option.tuning_db,
                      "GPU: tuning database file (default $Q4JIT_TUNING_DB, else "
                      "$XDG_CACHE_HOME/q4jit/tuning.sqlite3)");
@@ -31,6 +39,8 @@ std::unique_ptr<Engine> make_engine(const Model& model, const DeviceOption& opti
   options.graphs = !option.no_graphs;
   options.tuning_db = option.tuning_db;
   options.force_path = option.force_path;
+  options.tune = parse_tune_mode(option.tune);
+  options.tune_budget = option.tune_budget;
   if (option.verbose) {
     options.progress = [](const std::string& line) {
       std::fprintf(stderr, "q4jit: %s\n", line.c_str());

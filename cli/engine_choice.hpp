@@ -20,6 +20,8 @@ struct DeviceOption {
   std::string tuning_db;
   bool verbose = false;                  // loading steps on stderr
   std::optional<MatmulPath> force_path;  // set by perplexity --validate
+  std::string tune = "auto";
+  double tune_budget = 60;
 };
 
 // Adds --device auto|cpu|gpu and the GPU engine's options to a subcommand.

@@ -89,6 +89,7 @@ struct GpuEngine::State {
   void allocate_activations();
   void prepare_rows(int rows);
   void warm_up();
+  void tune(const Model& model_in);
   void run_layer(int l, int rows, int first_position, int splits);
   void enqueue_forward(int rows, int first_position, int splits, bool all_logits);
   void decode_step(int first_position);
@@ -121,6 +122,7 @@ GpuEngine::State::State(const Model& model_in, GpuEngineOptions options_in)
   service = std::make_unique<KernelService>(*compiler, store.get());
   db = open_tuning_db(options.tuning_db);
   const DeviceInfo& device = backend->current_device();
+  if (options.tune == TuneMode::automatic && model_in.quantization.quantized) tune(model_in);
   chooser =
       std::make_unique<MatmulChooser>(db.get(), device_fingerprint(device, *compiler), device);
   loader = std::make_unique<KernelLoader>(*backend, *service);
@@ -184,6 +186,23 @@ void GpuEngine::State::prepare_rows(int rows) {
   matmul_workspace = backend->allocate(size_t(needed));
   backend->memset(matmul_workspace.raw(), 0, size_t(needed), {});
   backend->synchronize({});
+}
+
+// --tune auto: tunes what the database lacks for this model (nothing, and at once, when all of it
+// is stored), so that the chooser finds winners for every shape and row bucket the engine runs.
+void GpuEngine::State::tune(const Model& model_in) {
+  TuneOptions tune_options;
+  tune_options.budget_seconds = options.tune_budget;
+  tune_options.m_buckets = engine_m_buckets(chunk);
+  if (options.progress) {
+    tune_options.progress = [this](const std::string& line) { progress("tune: " + line); };
+  }
+  const TuneMissingResult result =
+      tune_missing(*backend, *service, *db, model_in.dir, tune_options);
+  if (result.counters.tuned > 0) {
+    progress("tuned " + std::to_string(result.counters.tuned) + " problems in " +
+             std::to_string(int(result.counters.seconds)) + " s");
+  }
 }
 
 // Loads every kernel a request can need now, not in the middle of the first one: the projections

@@ -15,6 +15,7 @@
 #include "model/engine.hpp"
 #include "model/weights.hpp"
 #include "tuner/matmul_choice.hpp"
+#include "tuner/tune_missing.hpp"
 
 namespace q4jit {
 
@@ -25,7 +26,12 @@ struct GpuEngineOptions {
   bool graphs = true;       // decode through captured graphs
   // Every GPTQ projection takes this path (perplexity --validate); none: the tuned choice.
   std::optional<MatmulPath> force_path;
-  std::string tuning_db;     // file; empty: default_tuning_db_path()
+  std::string tuning_db;  // file; empty: default_tuning_db_path()
+  // automatic: the matmul problems of the model the database lacks are tuned at load (the paths
+  // and configurations for every row bucket up to a prefill chunk), within tune_budget seconds;
+  // off: stored winners and the defaults only.
+  TuneMode tune = TuneMode::automatic;
+  double tune_budget = 60;
   std::string kernel_cache;  // folder; empty: default_kernel_store_dir()
   // One line per loading step (upload, kernels); null: silent.
   std::function<void(const std::string&)> progress;

@@ -101,6 +101,7 @@ GpuEngineOptions test_options() {
   GpuEngineOptions options;
   options.kernel_cache = kernels.path().string();
   options.tuning_db = (kernels / "tuning.sqlite3").string();
+  options.tune = TuneMode::off;  // defaults: these tests check the engine, not the tuner
   return options;
 }
 
