@@ -15,6 +15,7 @@
 #include "cli/commands.hpp"
 #include "cli/engine_choice.hpp"
 #include "common/error.hpp"
+#include "model/gpu/gpu_engine.hpp"
 #include "model/weights.hpp"
 #include "tuner/problem_key.hpp"
 
@@ -125,6 +126,37 @@ nlohmann::json matmul_section(const BenchArgs& args, const std::string& engine_d
   }
 }
 
+// GPU only: one decode step (graph replay) and one 512-token prefill step split by category
+// (GpuEngine::profile_step), so the next optimization is clear.
+nlohmann::json where_time_goes(Engine& engine) {
+  auto* gpu = dynamic_cast<GpuEngine*>(&engine);
+  if (gpu == nullptr) return {{"skipped", "not a GPU engine"}};
+  nlohmann::json steps = nlohmann::json::array();
+  for (int rows : {1, std::min(512, gpu->max_positions() - gpu->position() - 1)}) {
+    if (rows < 1) continue;
+    const StepProfile profile = gpu->profile_step(rows);
+    nlohmann::json categories = nlohmann::json::object();
+    for (const auto& [category, us] : profile.categories_us) categories[category] = us;
+    steps.push_back({{"rows", rows},
+                     {"position", gpu->position()},
+                     {"step_us", profile.step_us},
+                     {"plain_launch_us_by_category", categories},
+                     {"plain_launch_total_us", profile.events_total_us}});
+  }
+  return steps;
+}
+
+void print_time_split(const nlohmann::json& steps) {
+  if (!steps.is_array()) return;
+  for (const auto& step : steps) {
+    std::printf("step of %-4d    %.1f us at position %d; plain launches:", step["rows"].get<int>(),
+                step["step_us"].get<double>(), step["position"].get<int>());
+    for (const auto& [category, us] : step["plain_launch_us_by_category"].items())
+      std::printf(" %s %.1f", category.c_str(), us.get<double>());
+    std::printf(" (sum %.1f us)\n", step["plain_launch_total_us"].get<double>());
+  }
+}
+
 void print_text(const nlohmann::json& report) {
   const auto& memory = report["memory"];
   std::printf("%s on %s\n", report["model"].get<std::string>().c_str(),
@@ -143,6 +175,7 @@ void print_text(const nlohmann::json& report) {
                 speed["tokens"].get<int>(), speed["context_tokens"].get<int>(),
                 speed["seconds"].get<double>(), speed["tokens_per_second"].get<double>());
   }
+  print_time_split(report["where_time_goes"]);
   const auto& matmul = report["matmul"];
   if (matmul.contains("skipped")) {
     std::printf("matmul shapes   skipped: %s\n", matmul["skipped"].get<std::string>().c_str());
@@ -200,6 +233,7 @@ void run_bench(const BenchArgs& args) {
   engine->reset();
   const Speed short_context =
       time_decode(*engine, greedy(engine->forward(short_prompt, false)), args.gen_tokens);
+  const nlohmann::json time_split = where_time_goes(*engine);
   engine = nullptr;  // the per-shape timing needs the device memory back
 
   nlohmann::json report = {
@@ -214,6 +248,7 @@ void run_bench(const BenchArgs& args) {
       {"prompt", prompt_speed.json()},
       {"generation_long_context", long_context.json()},
       {"generation_short_context", short_context.json()},
+      {"where_time_goes", time_split},
   };
   report["matmul"] = matmul_section(args, device);
   if (args.json) {
