@@ -30,17 +30,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-double relative_error(std::span<const float> actual, std::span<const float> expected) {
-  double difference = 0, norm = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    difference += (double(actual[i]) - expected[i]) * (double(actual[i]) - expected[i]);
-    norm += double(expected[i]) * expected[i];
-  }
-  return std::sqrt(difference / norm);
-}
+using test::argmax;
 
-int32_t argmax(std::span<const float> logits) {
-  return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+double relative_error(std::span<const float> actual, std::span<const float> expected) {
+  return test::logits_relative_error(actual, expected);
 }
 
 // fp16 activations against the fp32 reference: the bound for the real fixtures.

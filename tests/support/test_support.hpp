@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "model/synth.hpp"
@@ -35,6 +36,11 @@ class TempDir {
 // group_size: 0 for fp16, -1 for no-group GPTQ, else the GPTQ group size.
 void write_tiny_model(const std::filesystem::path& dir, int group_size, bool act_order,
                       bool sym = true, uint64_t seed = 1, int shards = 1);
+
+// ||actual - expected|| / ||expected|| over whole logit tensors (the engines' comparisons).
+double logits_relative_error(std::span<const float> actual, std::span<const float> expected);
+// The index of the largest logit (greedy decoding).
+int32_t argmax(std::span<const float> logits);
 
 struct CommandResult {
   int exit_code = -1;
