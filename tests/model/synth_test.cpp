@@ -1,7 +1,8 @@
 // The synthetic model writer (model/synth.hpp) as `q4jit synth` uses it: the presets' shapes,
 // folders that load_model reads back with the quantization asked for (act-order g_idx a valid
 // assignment of group_size rows per group, asymmetric zeros that are not all 7), progress
-// reports, and the trained tokenizer (exact vocabulary, Llama's special ids, reproducible).
+// reports, shared permutations of projections that read one input, and the trained tokenizer
+// (exact vocabulary, Llama's special ids, reproducible).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -123,6 +124,17 @@ TEST(Synth, ActOrderAsymmetricFolderLoadsAsAsked) {
     }
     EXPECT_LT(sevens, nibbles / 4) << name << ": asymmetric zeros are mostly 7";
   }
+  // Projections reading one input share its permutation, as in real checkpoints (so q, k, v and
+  // gate, up can run fused); others differ.
+  const std::string layer = "model.layers.2.";
+  auto g_idx = [&](const std::string& projection) {
+    return read_i32(tensors, layer + projection + ".g_idx");
+  };
+  EXPECT_EQ(g_idx("self_attn.q_proj"), g_idx("self_attn.k_proj"));
+  EXPECT_EQ(g_idx("self_attn.q_proj"), g_idx("self_attn.v_proj"));
+  EXPECT_EQ(g_idx("mlp.gate_proj"), g_idx("mlp.up_proj"));
+  EXPECT_NE(g_idx("self_attn.q_proj"), g_idx("self_attn.o_proj"));
+  EXPECT_NE(g_idx("self_attn.q_proj"), g_idx("mlp.gate_proj"));
 }
 
 TEST(Synth, NoGroupFolderHasOneGroupPerProjection) {
