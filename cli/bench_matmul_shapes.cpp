@@ -1,23 +1,26 @@
 // Per-shape matmul timing of `q4jit bench` (bench_matmul_shapes.hpp): random weights of each
 // shape in the loaded layout, copied until the copies exceed the L2 (so every call reads HBM),
-// then for each M the chooser's kernel enqueued on rotating copies and timed per measure.hpp.
+// then for each M the chooser's kernel, launched through its tuned family as the engine launches
+// it, enqueued on rotating copies and timed per measure.hpp.
 #include "cli/bench_matmul_shapes.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <random>
 
 #include "common/half.hpp"
+#include "kernel_sources/dequantize_q4.hpp"
 #include "model/gptq.hpp"
 #include "runtime/platform.hpp"
-#include "tuner/gemm_runner.hpp"
+#include "tuner/dequant_gemm_tuning.hpp"
 #include "tuner/matmul_choice.hpp"
 #include "tuner/measure.hpp"
 #include "tuner/model_shapes.hpp"
 #include "tuner/problem_key.hpp"
-#include "tuner/q4_matmul_runner.hpp"
-#include "tuner/q4_mma_runner.hpp"
+#include "tuner/tuned_families.hpp"
 
 namespace q4jit::cli {
 
@@ -61,18 +64,17 @@ struct DeviceWeights {
   DeviceBuffer qweight, scales, qzeros, x_map, sorted_of;
 };
 
-// One kernel (or two, for dequantize + GEMM) ready to enqueue on any copy of the weights.
-struct Launcher {
-  int64_t workspace_bytes = 16;
-  std::function<void(const DeviceWeights&, uint64_t x, uint64_t out, uint64_t workspace,
-                     StreamView)>
-      enqueue;
-};
-
-template <typename T>
-T first_or_throw(std::vector<Result<T>> loaded) {
-  if (loaded.empty()) throw Error("bench: no kernel was loaded");
-  return std::move(loaded.front().value());  // value() throws the compile or load error
+// The chooser's configuration as its family names it (tuner/tuned_families.hpp).
+std::string config_name(const MatmulChoice& choice) {
+  switch (choice.path) {
+    case MatmulPath::gemv:
+      return to_string(choice.gemv);
+    case MatmulPath::mma:
+      return to_string(choice.mma);
+    case MatmulPath::dequant_gemm:
+      return to_string(DequantGemmConfig{choice.dequantize, choice.gemm});
+  }
+  return "";
 }
 
 class MatmulTimer {
@@ -91,7 +93,12 @@ class MatmulTimer {
       backend_.copy_to_device(buffer.raw(), host.data(), host.size() * sizeof(T), {});
     return buffer;
   }
-  Launcher launcher(const MatmulShapeKey& s, int M, const MatmulChoice& choice);
+  // The path's family, made on first use and kept (it keeps what it loaded).
+  TunedFamily& family(MatmulPath path) {
+    std::unique_ptr<TunedFamily>& family = families_[path];
+    if (!family) family = make_tuned_family(path, backend_, service_, PostCompileLimits{});
+    return *family;
+  }
   MatmulTiming time_row(const MatmulShapeKey& s, int M, const std::vector<DeviceWeights>& copies,
                         int64_t weight_bytes);
 
@@ -99,78 +106,40 @@ class MatmulTimer {
   KernelService& service_;
   const MatmulChooser& chooser_;
   double ceiling_;
+  std::map<MatmulPath, std::unique_ptr<TunedFamily>> families_;
 };
 
-Launcher MatmulTimer::launcher(const MatmulShapeKey& s, int M, const MatmulChoice& choice) {
-  Backend& backend = backend_;
-  Launcher launcher;
-  switch (choice.path) {
-    case MatmulPath::gemv: {
-      const Q4MatmulShape shape{M, s.K, s.N, s.group_size, s.act_order};
-      auto kernel = first_or_throw(load_q4_matmul(backend, service_, {choice.gemv}, 1));
-      launcher.workspace_bytes = std::max<int64_t>(16, workspace(choice.gemv, shape).bytes);
-      launcher.enqueue = [&backend, kernel, shape](const DeviceWeights& w, uint64_t x, uint64_t out,
-                                                   uint64_t scratch, StreamView stream) {
-        launch_q4_matmul(backend, kernel, shape,
-                         {out, x, shape.act_order ? w.x_map.raw() : 0, w.qweight.raw(),
-                          w.scales.raw(), w.qzeros.raw(), scratch},
-                         stream);
-      };
-      break;
-    }
-    case MatmulPath::mma: {
-      const Q4MmaShape shape{M, s.K, s.N, s.group_size, s.act_order};
-      auto kernel = first_or_throw(load_q4_mma(backend, service_, {choice.mma}, 1));
-      launcher.workspace_bytes = std::max<int64_t>(16, workspace(choice.mma, shape).bytes);
-      launcher.enqueue = [&backend, kernel, shape](const DeviceWeights& w, uint64_t x, uint64_t out,
-                                                   uint64_t scratch, StreamView stream) {
-        launch_q4_mma(backend, kernel, shape,
-                      {out, x, shape.act_order ? w.x_map.raw() : 0, w.qweight.raw(), w.scales.raw(),
-                       w.qzeros.raw(), scratch},
-                      stream);
-      };
-      break;
-    }
-    case MatmulPath::dequant_gemm: {
-      // The fp16 weight goes after the GEMM's own workspace, 256-byte aligned.
-      const GemmShape shape{M, s.K, s.N};
-      const DequantizeShape dequantize_shape{s.K, s.N, s.group_size};
-      auto dequantize =
-          first_or_throw(load_dequantize_q4(backend, service_, {choice.dequantize}, 1));
-      auto gemm = first_or_throw(load_gemm_f16(backend, service_, {choice.gemm}, 1));
-      const int64_t weight_offset = (workspace(choice.gemm, shape).bytes + 255) / 256 * 256;
-      launcher.workspace_bytes = weight_offset + s.N * s.K * 2;
-      const bool act_order = s.act_order;
-      launcher.enqueue = [&backend, dequantize, gemm, shape, dequantize_shape, weight_offset,
-                          act_order](const DeviceWeights& w, uint64_t x, uint64_t out,
-                                     uint64_t scratch, StreamView stream) {
-        const uint64_t weight = scratch + uint64_t(weight_offset);
-        launch_dequantize_q4(backend, dequantize, dequantize_shape,
-                             {weight, w.qweight.raw(), w.scales.raw(), w.qzeros.raw(),
-                              act_order ? w.sorted_of.raw() : 0},
-                             stream);
-        launch_gemm_f16(backend, gemm, shape, {out, x, weight, scratch}, stream);
-      };
-      break;
-    }
-  }
-  return launcher;
-}
-
+// Launched through the family exactly as the engine launches it (act-order q4_mma gathers x
+// once, dequant_gemm dequantizes then multiplies).
 MatmulTiming MatmulTimer::time_row(const MatmulShapeKey& s, int M,
                                    const std::vector<DeviceWeights>& copies, int64_t weight_bytes) {
   const MatmulChoice choice = chooser_.choose(s, M);
-  const Launcher launcher = this->launcher(s, M, choice);
+  const std::string config = config_name(choice);
+  TunedFamily& family = this->family(choice.path);
+  family.load({config}, 1);
+  if (const std::optional<CandidateVerdict> verdict = family.verdict(config))
+    throw Error(choice.describe() + ": cannot run (" + verdict->detail + ")");
   std::mt19937 rng(uint32_t(7 + M));
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
   std::vector<uint16_t> x(size_t(M * s.K));
   for (uint16_t& element : x) element = float_to_half(value(rng));
   const DeviceBuffer x_device = upload(x);
   const DeviceBuffer out = backend_.allocate(size_t(M * s.N * 2));
-  const DeviceBuffer scratch = backend_.allocate(size_t(launcher.workspace_bytes));
-  backend_.memset(scratch.raw(), 0, size_t(launcher.workspace_bytes), {});
+  const int64_t scratch_bytes = std::max<int64_t>(16, family.scratch(config, s, M).bytes);
+  const DeviceBuffer scratch = backend_.allocate(size_t(scratch_bytes));
+  backend_.memset(scratch.raw(), 0, size_t(scratch_bytes), {});
   const Timing timing = time_calls(backend_, int(copies.size()), [&](int copy, StreamView stream) {
-    launcher.enqueue(copies[size_t(copy)], x_device.raw(), out.raw(), scratch.raw(), stream);
+    const DeviceWeights& w = copies[size_t(copy)];
+    MatmulOperands operands;
+    operands.out = out.raw();
+    operands.x = x_device.raw();
+    operands.x_map = s.act_order ? w.x_map.raw() : 0;
+    operands.sorted_of = s.act_order ? w.sorted_of.raw() : 0;
+    operands.qweight = w.qweight.raw();
+    operands.scales = w.scales.raw();
+    operands.qzeros = w.qzeros.raw();
+    operands.workspace = scratch.raw();
+    family.launch(config, s, M, operands, stream);
   });
   MatmulTiming row;
   row.M = M;
