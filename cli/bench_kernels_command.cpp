@@ -1,7 +1,8 @@
 // q4jit bench-kernels: validates, then times every configuration of the q4_matmul family on one
 // weight shape (random GPTQ weights in the loaded layout), per M, and prints time and effective
 // bandwidth (bytes of qweight + scales + qzeros, + x_map when act-order, over time) against the
-// measured HBM read ceiling. Timing per ../shared/docs/BENCHMARK.md (tuner/measure.hpp).
+// measured HBM read ceiling, and the time a plain read of the same bytes takes (the floor for
+// this size, launch and ramp included). Timing per ../shared/docs/BENCHMARK.md (measure.hpp).
 // Needs a GPU: without one, a one-line error says so.
 #include <algorithm>
 #include <cmath>
@@ -31,7 +32,18 @@ struct BenchArgs {
   bool act_order = false;
   bool json = false;
   int top = 10;
+  std::string filter;  // comma-separated substrings; a config is timed if it contains one
 };
+
+bool passes_filter(const std::string& config, const std::string& filter) {
+  if (filter.empty()) return true;
+  std::stringstream stream(filter);
+  std::string part;
+  while (std::getline(stream, part, ',')) {
+    if (!part.empty() && config.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
 
 std::vector<int> parse_list(const std::string& text, const std::string& option) {
   std::vector<int> values;
@@ -83,6 +95,8 @@ struct Row {
   int M = 0;
   std::string config;
   double us = 0, tbps = 0, fraction = 0, error = 0;
+  int registers = 0;
+  int64_t local_bytes = 0;
 };
 
 class Bench {
@@ -103,6 +117,7 @@ class Bench {
   std::vector<Row> bench_rows(int M, const GptqLinear& linear, const std::vector<float>& weight,
                               const std::vector<Q4MatmulKernel>& kernels,
                               const std::vector<WeightCopy>& copies, int64_t weight_bytes);
+  double read_floor_us(int64_t bytes, int copies);
 
   const BenchArgs& args_;
   Backend& backend_;
@@ -153,7 +168,15 @@ std::vector<Row> Bench::bench_rows(int M, const GptqLinear& linear,
       diff += d * d;
       norm += double(want[i]) * want[i];
     }
-    Row row{M, to_string(kernel.config), 0, 0, 0, std::sqrt(diff / norm)};
+    const FunctionAttributes attributes = backend_.attributes(kernel.matmul);
+    Row row{M,
+            to_string(kernel.config),
+            0,
+            0,
+            0,
+            std::sqrt(diff / norm),
+            attributes.registers,
+            attributes.local_bytes};
     if (!(row.error <= tolerance(kernel.config))) {
       std::fprintf(
           stderr,
@@ -174,6 +197,38 @@ std::vector<Row> Bench::bench_rows(int M, const GptqLinear& linear,
   return rows;
 }
 
+// A plain 128-bit read of `bytes` (as many copies as the weights, rotated), one load round per
+// thread: what a kernel streaming exactly these bytes could take, launch and ramp included.
+double Bench::read_floor_us(int64_t bytes, int copies) {
+  CompileRequest request;
+  request.family = "memory_read";
+  request.config = "default";
+  request.source = embedded_kernel_source("memory_read.cu");
+  request.name_expressions = {"memory_read_kernel"};
+  request.target =
+      select_target(backend_.current_device().sm(), service_.compiler().supported_archs());
+  Result<CompiledKernel> compiled = service_.get(request);
+  if (!compiled) throw compiled.error();
+  const LoadedModule module = backend_.load_module(compiled.value());
+  const Function& function = module.function("memory_read_kernel");
+  const unsigned long long count = static_cast<unsigned long long>((bytes + 15) / 16);
+  std::vector<DeviceBuffer> buffers;
+  for (int copy = 0; copy < copies; ++copy) {
+    buffers.push_back(backend_.allocate(static_cast<size_t>(count * 16)));
+    backend_.memset(buffers.back().raw(), 0x5a, static_cast<size_t>(count * 16), {});
+  }
+  DeviceBuffer sink = backend_.allocate(16);
+  LaunchGeometry grid;
+  grid.grid = {static_cast<unsigned>((count + 4 * 512 - 1) / (4 * 512)), 1, 1};
+  grid.block = {512, 1, 1};
+  return time_calls(backend_, copies,
+                    [&](int copy, StreamView stream) {
+                      launch_kernel(backend_, function, grid, stream, buffers[copy].raw(), count,
+                                    sink.raw());
+                    })
+      .median_us;
+}
+
 void Bench::run() {
   const std::vector<int> shape = parse_list(args_.shape, "--shape");
   if (shape.size() != 2) throw Error("--shape: expected K,N");
@@ -188,6 +243,7 @@ void Bench::run() {
 
   std::vector<Q4MatmulConfig> configs;
   for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
+    if (!passes_filter(to_string(cfg), args_.filter)) continue;
     for (int M : rows_list) {
       if (legal(cfg, device, {M, K, N, group_size, args_.act_order})) {
         configs.push_back(cfg);
@@ -217,6 +273,7 @@ void Bench::run() {
     copy = {upload(linear.qweight), upload(linear.scales), upload(linear.qzeros),
             upload(linear.x_map)};
   }
+  const double floor_us = read_floor_us(weight_bytes, static_cast<int>(copies.size()));
 
   nlohmann::json report = {{"device", device.name},
                            {"K", K},
@@ -225,12 +282,15 @@ void Bench::run() {
                            {"act_order", args_.act_order},
                            {"weight_bytes", weight_bytes},
                            {"weight_copies", copies.size()},
-                           {"ceiling_tbps", ceiling_ / 1e12}};
+                           {"ceiling_tbps", ceiling_ / 1e12},
+                           {"read_floor_us", floor_us}};
   report["results"] = nlohmann::json::array();
   if (!args_.json) {
     std::printf("%s: %d->%d, group %d%s, %.1f MB of weights x %zu copies, read ceiling %.2f TB/s\n",
                 device.name.c_str(), K, N, group_size, args_.act_order ? ", act-order" : "",
                 weight_bytes / 1e6, copies.size(), ceiling_ / 1e12);
+    std::printf("plain read of the same bytes: %.2f us (%.3f TB/s)\n", floor_us,
+                weight_bytes / (floor_us * 1e-6) / 1e12);
   }
   for (int M : rows_list) {
     const std::vector<Row> rows = bench_rows(M, linear, weight, kernels, copies, weight_bytes);
@@ -240,15 +300,19 @@ void Bench::run() {
                        {"us", row.us},
                        {"tbps", row.tbps},
                        {"fraction", row.fraction},
-                       {"relative_error", row.error}});
+                       {"relative_error", row.error},
+                       {"registers", row.registers},
+                       {"local_bytes", row.local_bytes}});
     }
     report["results"].push_back({{"M", M}, {"configs", per_m}});
     if (args_.json) continue;
     std::printf("\nM=%d: %zu configurations, best first\n", M, rows.size());
     for (size_t i = 0; i < rows.size() && int(i) < args_.top; ++i) {
-      std::printf("  %-40s %9.2f us %6.3f TB/s %5.1f%% of ceiling  err %.1e\n",
-                  rows[i].config.c_str(), rows[i].us, rows[i].tbps, 100 * rows[i].fraction,
-                  rows[i].error);
+      std::printf(
+          "  %-46s %9.2f us %6.3f TB/s %5.1f%% of ceiling  err %.1e  regs %d%s\n",
+          rows[i].config.c_str(), rows[i].us, rows[i].tbps, 100 * rows[i].fraction, rows[i].error,
+          rows[i].registers,
+          rows[i].local_bytes > 0 ? (" local " + std::to_string(rows[i].local_bytes)).c_str() : "");
     }
     if (!rows.empty()) {
       std::printf("best M=%d: %s %.2f us %.3f TB/s\n", M, rows[0].config.c_str(), rows[0].us,
@@ -287,6 +351,8 @@ void add_bench_kernels_command(CLI::App& app) {
   bench->add_flag("--act-order", args->act_order, "Act-order weights (rows sorted, x gathered)");
   bench->add_flag("--json", args->json, "Print one JSON object instead of text");
   bench->add_option("--top", args->top, "Configurations printed per M (default 10)");
+  bench->add_option("--filter", args->filter,
+                    "Time only configs containing one of these comma-separated substrings");
   bench->callback([args] { run_bench(*args); });
 }
 

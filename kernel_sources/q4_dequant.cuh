@@ -39,6 +39,27 @@ __device__ __forceinline__ WeightWords<kWords> load_weight_words(const unsigned*
   return words;
 }
 
+// A column's running sum of group-scaled fp16 dots: fp32, or (kHalf) half2 with the two lanes
+// added at the end.
+template <bool kHalf>
+struct Accumulator;
+template <>
+struct Accumulator<false> {
+  float value = 0.0f;
+  __device__ void add(__half scale, __half2 dot) {
+    value = fmaf(__half2float(scale), __low2float(dot) + __high2float(dot), value);
+  }
+  __device__ float total() const { return value; }
+};
+template <>
+struct Accumulator<true> {
+  __half2 value = __half2half2(__ushort_as_half(0));
+  __device__ void add(__half scale, __half2 dot) {
+    value = __hfma2(__half2half2(scale), dot, value);
+  }
+  __device__ float total() const { return __low2float(value) + __high2float(value); }
+};
+
 // (a & b) | c in one instruction.
 __device__ __forceinline__ unsigned and_or(unsigned a, unsigned b, unsigned c) {
   unsigned d;

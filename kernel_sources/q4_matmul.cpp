@@ -23,6 +23,14 @@ constexpr int kPersistent[][6] = {
     {256, 4, 128, 256, 2, 3}, {256, 8, 128, 256, 2, 2}, {256, 4, 128, 256, 4, 2},
     {256, 2, 64, 512, 8, 2},  {256, 2, 64, 1024, 8, 2},
 };
+// Stream-K layouts {bt, cpt, lw, mb, sr, p} (q4_stream.cuh): p blocks of bt threads per SM cap
+// the registers (80 for p6, 128 for p4, 168 for p3) with at most small spills. Measured on the
+// H100 at M = 1: the long batches win (sr16 p3 on 4096->12288 and 4096->22016), shorter ones
+// and more warps lose; sr8 also serves group size 64, sr4 group size 32; mb2 for M = 2, 3.
+constexpr int kStream[][6] = {
+    {128, 4, 128, 1, 16, 3}, {128, 4, 128, 1, 8, 4}, {128, 4, 128, 1, 8, 6}, {128, 8, 128, 1, 8, 3},
+    {128, 4, 128, 1, 4, 6},  {128, 4, 128, 2, 8, 3}, {128, 4, 128, 2, 4, 4},
+};
 // Layouts on which every strategy is in the space {bt, cpt, lw, ks, p}: the default one block per
 // unit and persistent, the narrowest loads with the longest per-thread loop, the single-warp block.
 constexpr int kAnchors[][5] = {
@@ -53,6 +61,16 @@ bool fits_registers(int rows_per_block, int columns) {
   return rows_per_block * columns <= 16;
 }
 
+// The stream-K kernel's own rules (mirrors the static_asserts in q4_stream.cuh): a persistent
+// grid that fits one wave, no staging, atomics; ks carries no meaning there and stays 256.
+bool legal_stream(const Q4MatmulConfig& cfg) {
+  const int rows = cfg.stream_rows;
+  return (rows == 4 || rows == 8 || rows == 16) && cfg.block_threads >= 64 && cfg.load_bits >= 64 &&
+         cfg.rows_per_block <= 4 && cfg.blocks_per_sm > 0 &&
+         cfg.blocks_per_sm * cfg.block_threads <= 2048 && cfg.k_slice == 256 &&
+         cfg.x_staging != XStaging::shared && !cfg.two_pass;
+}
+
 }  // namespace
 
 std::vector<TuningParameter> q4_matmul_parameters() {
@@ -68,6 +86,10 @@ std::vector<TuningParameter> q4_matmul_parameters() {
       {"p",
        {0, 2, 3, 4, 6, 8},
        "0: a block per (tile, K-split) unit; else persistent, SMs x p blocks"},
+      {"sr",
+       {0, 4, 8, 16},
+       "0: block kernel; else stream-K warps (p > 0, xg/xp, at), sr packed rows per batch; "
+       "sr divides group_size / 8"},
   };
 }
 
@@ -82,7 +104,8 @@ bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulSh
   if (!fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) return false;
   if (cfg.rows_per_block >= 2 * shape.M) return false;  // a pass mostly of padding rows
   if (cfg.x_staging == XStaging::pregather && !shape.act_order) return false;
-  return true;
+  // Stream-K batches never straddle a group (so neither a tile's end).
+  return cfg.stream_rows == 0 || (legal_stream(cfg) && shape.group_size / 8 % cfg.stream_rows == 0);
 }
 
 std::vector<Q4MatmulConfig> q4_matmul_configs() {
@@ -106,6 +129,13 @@ std::vector<Q4MatmulConfig> q4_matmul_configs() {
   }
   for (const auto& [threads, columns, bits, slice, rows, blocks] : kPersistent) {
     add({threads, columns, bits, slice, rows, strategy.x_staging, false, false, blocks});
+  }
+  for (const auto& [threads, columns, bits, rows, batch, blocks] : kStream) {
+    for (XStaging staging : {XStaging::global, XStaging::pregather}) {
+      Q4MatmulConfig cfg{threads, columns, bits, 256, rows, staging, false, false, blocks};
+      cfg.stream_rows = batch;
+      add(cfg);
+    }
   }
   for (const auto& [threads, columns, bits, slice, blocks] : kAnchors) {
     // mb 1 and the largest mb of 2 or 4 the registers allow; persistent anchors at mb 1 only
@@ -136,7 +166,13 @@ Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape,
   Q4MatmulGeometry result;
   const int64_t tiles = ceil_div(shape.N, 32 * cfg.columns_per_thread);
   const int64_t splits = ceil_div(shape.K, cfg.k_slice);
-  if (cfg.blocks_per_sm > 0) {
+  if (cfg.stream_rows > 0) {
+    // Any grid is correct; more warps than batches of sr rows would only idle.
+    const int64_t batches = ceil_div(tiles * (shape.K / 8), cfg.stream_rows);
+    const int64_t blocks = ceil_div(batches, cfg.block_threads / 32);
+    result.grid_x = static_cast<unsigned>(
+        sm_count > 0 ? std::min<int64_t>(blocks, int64_t(sm_count) * cfg.blocks_per_sm) : blocks);
+  } else if (cfg.blocks_per_sm > 0) {
     const int64_t units = tiles * splits;
     result.grid_x = static_cast<unsigned>(
         sm_count > 0 ? std::min<int64_t>(units, int64_t(sm_count) * cfg.blocks_per_sm) : units);
@@ -155,7 +191,7 @@ Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shap
   const int64_t splits = ceil_div(shape.K, cfg.k_slice);
   Q4MatmulWorkspace result;
   int64_t reduction_bytes = 0, counter_bytes = 0;
-  if (splits > 1) {
+  if (splits > 1 || cfg.stream_rows > 0) {  // stream-K: the grid decides the splits
     reduction_bytes = (cfg.two_pass ? splits : 1) * shape.M * shape.N * 4;
     counter_bytes = tiles * 4;
   }
@@ -170,6 +206,12 @@ Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shap
 
 std::string name_expression(const Q4MatmulConfig& cfg) {
   auto flag = [](bool value) { return value ? "true" : "false"; };
+  if (cfg.stream_rows > 0) {
+    return "q4_stream_kernel<" + std::to_string(cfg.block_threads) + ", " +
+           std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.load_bits) + ", " +
+           std::to_string(cfg.rows_per_block) + ", " + flag(cfg.half_accumulate) + ", " +
+           std::to_string(cfg.stream_rows) + ", " + std::to_string(cfg.blocks_per_sm) + ">";
+  }
   return "q4_matmul_kernel<" + std::to_string(cfg.block_threads) + ", " +
          std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.load_bits) + ", " +
          std::to_string(cfg.k_slice) + ", " + std::to_string(cfg.rows_per_block) + ", " +
@@ -187,7 +229,8 @@ std::string to_string(const Q4MatmulConfig& cfg) {
          std::to_string(cfg.k_slice) + ".mb" + std::to_string(cfg.rows_per_block) + "." +
          staging_label(cfg.x_staging) + "." + (cfg.half_accumulate ? "h2" : "f32") + "." +
          (cfg.two_pass ? "tp" : "at") +
-         (cfg.blocks_per_sm > 0 ? ".p" + std::to_string(cfg.blocks_per_sm) : "");
+         (cfg.blocks_per_sm > 0 ? ".p" + std::to_string(cfg.blocks_per_sm) : "") +
+         (cfg.stream_rows > 0 ? ".sr" + std::to_string(cfg.stream_rows) : "");
 }
 
 double tolerance(const Q4MatmulConfig& cfg) {

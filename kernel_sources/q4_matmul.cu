@@ -1,6 +1,7 @@
 // q4_matmul: out[M, N] = x[M, K] * dequantize(GPTQ 4-bit W)[K, N], GEMV to small GEMM (M = 1..8
 // rows per pass, any M by looping passes). The host descriptor (parameters, legality, geometry,
-// workspace) is q4_matmul.hpp; the CPU reference is dequantize_gptq + ref::matmul. Not here: the
+// workspace) is q4_matmul.hpp; the CPU reference is dequantize_gptq + ref::matmul; the family's
+// stream-K GEMV (configs with sr > 0) is q4_stream.cuh, included below. Not here: the
 // tensor-core path for larger M. Embedded and compiled by NVRTC at run time; with the template
 // defaults it also builds standalone under nvcc for ncu.
 //
@@ -25,6 +26,7 @@
 #include <cuda_fp16.h>
 
 #include "q4_dequant.cuh"
+#include "q4_stream.cuh"
 #include "q4jit_common.cuh"
 
 namespace q4_matmul_detail {
@@ -34,25 +36,6 @@ __host__ __device__ constexpr int rows_in_flight(int rows_per_thread, int column
   const int cap = 32 / columns;
   return rows_per_thread < cap ? rows_per_thread : cap;
 }
-
-template <bool kHalf>
-struct Accumulator;
-template <>
-struct Accumulator<false> {
-  float value = 0.0f;
-  __device__ void add(__half scale, __half2 dot) {
-    value = fmaf(__half2float(scale), __low2float(dot) + __high2float(dot), value);
-  }
-  __device__ float total() const { return value; }
-};
-template <>
-struct Accumulator<true> {
-  __half2 value = __half2half2(__ushort_as_half(0));
-  __device__ void add(__half scale, __half2 dot) {
-    value = __hfma2(__half2half2(scale), dot, value);
-  }
-  __device__ float total() const { return __low2float(value) + __high2float(value); }
-};
 
 }  // namespace q4_matmul_detail
 
@@ -76,7 +59,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm > 0 ? kBlocksPerSm : 1)
   static_assert(kBlocksPerSm >= 0 && kBlocksPerSm <= 8,
                 "kBlocksPerSm: 0 (one block per unit) to 8");
   using namespace q4jit_device;
-  using Accumulator = q4_matmul_detail::Accumulator<kHalfAccumulate>;
+  using Accumulator = q4jit_device::Accumulator<kHalfAccumulate>;
   constexpr bool kPersistent = kBlocksPerSm > 0;
   constexpr int kWarps = kThreads / 32;
   constexpr int kVector = kLoadBits / 32;      // adjacent columns per load

@@ -52,10 +52,17 @@ struct Q4MatmulConfig {
                           //    persistent grid of SMs x p blocks striding over the units
                           //    (whole waves, next unit's loads in flight during the
                           //    hand-on); the config string says ".p<n>" only when p > 0
+  int stream_rows = 0;    // sr: 0 = the block kernel (everything above); 4, 8, 16 = the
+                          //     stream-K kernel (q4_stream.cuh): each warp of the persistent
+                          //     grid (p > 0) streams an equal share of the weights, sr packed
+                          //     rows per batch of loads (sr must divide group_size / 8); x
+                          //     from global (xg) or pregathered (xp), atomics, ks unused (256);
+                          //     string ".sr<n>" when > 0
 };
 
 struct Q4MatmulGeometry {
   unsigned grid_x = 1;         // column tiles: ceil(N / (32 * cpt)); persistent: the blocks
+                               // (stream-K: at most one batch of sr rows per warp)
   unsigned grid_y = 1;         // K-splits: ceil(K / ks); persistent: 1
   unsigned block_x = 1;        // bt
   unsigned gather_grid_x = 0;  // xp only: ceil(K / 256) blocks of 256 threads, grid_y = M
@@ -79,7 +86,8 @@ bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulSh
 // mb) with the default strategy (xs, f32, at, one block per unit), the persistent grids measured
 // to win at M = 1 (and a few for larger mb), plus every strategy (xg/xs/xp x f32/h2 x at/tp) on
 // four anchor layouts (bt256.cpt4.lw128.ks256 one block per unit and persistent p4,
-// bt64.cpt2.lw32.ks1024, bt32.cpt8.lw128.ks512) at mb 1 and their largest mb of 2 or 4.
+// bt64.cpt2.lw32.ks1024, bt32.cpt8.lw128.ks512) at mb 1 and their largest mb of 2 or 4; and a
+// handful of stream-K layouts (sr > 0), each with xg and xp.
 std::vector<Q4MatmulConfig> q4_matmul_configs();
 // The legal configs for a device and shape.
 std::vector<Q4MatmulConfig> space(const DeviceInfo& device, const Q4MatmulShape& shape);
@@ -87,13 +95,15 @@ std::vector<Q4MatmulConfig> space(const DeviceInfo& device, const Q4MatmulShape&
 // unit, which any config runs correctly on.
 Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape, int sm_count = 0);
 Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape);
-// "q4_matmul_kernel<256, 4, 128, 256, 1, true, false, false, 4>" (xp shares the xs kernel)
+// "q4_matmul_kernel<256, 4, 128, 256, 1, true, false, false, 4>" (xp shares the xs kernel), or
+// for stream-K "q4_stream_kernel<128, 4, 128, 1, false, 8, 6>" (bt, cpt, lw, mb, h2, sr, p; xp
+// shares the xg kernel)
 std::string name_expression(const Q4MatmulConfig& cfg);
 // The gather kernel of xp: "q4_gather_kernel" (extern "C", in every program of the family).
 std::string q4_gather_name_expression();
 // Canonical config string "bt256.cpt4.lw128.ks256.mb1.xs.f32.at.p4" (".p<n>" only for p > 0, so
-// the strings of one-block-per-unit configs are unchanged): cache key part, DB column, report
-// label, test name.
+// the strings of one-block-per-unit configs are unchanged; stream-K adds ".sr<n>"):
+// cache key part, DB column, report label, test name.
 std::string to_string(const Q4MatmulConfig& cfg);
 // Relative-error bound of the config against the fp32 reference (see the rule above).
 double tolerance(const Q4MatmulConfig& cfg);

@@ -9,7 +9,7 @@
 // - the whole space on each Llama-7B shape (4096->12288, 4096->4096, 4096->22016, 11008->4096,
 //   4096->11008) for (g128, act-order, M=1), (g32, M=3), (no-group, act-order, M=16);
 // - every strategy on the three anchor layouts (q4_matmul.hpp) for every other combination of
-//   7B shape, group size, act-order and M.
+//   7B shape, group size, act-order and M, and every stream-K config for those with M <= 16.
 // Each config runs twice: after zeroing its workspace, then again on the workspace it left
 // (split-K must leave it zero), each output checked.
 #include <gtest/gtest.h>
@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <set>
@@ -68,7 +69,10 @@ std::vector<Case> sweep_cases() {
   return cases;
 }
 
-bool anchor_layout(const Q4MatmulConfig& cfg) {
+bool anchor_layout(const Q4MatmulConfig& cfg, int M) {
+  // The stream-K configs: few, and the GEMV winners; at M = 64 (one pass per mb rows over the
+  // weights, never chosen there) only in the full-space cases.
+  if (cfg.stream_rows > 0) return M <= 16;
   // The layouts of the anchors in q4_matmul.cpp (the persistent one shares the first).
   const int anchors[][4] = {{256, 4, 128, 256}, {64, 2, 32, 1024}, {32, 8, 128, 512}};
   for (const auto& [threads, columns, bits, slice] : anchors) {
@@ -181,6 +185,46 @@ TEST(Q4MatmulSpace, WorkspaceCoversSplitsAndGather) {
   EXPECT_EQ(workspace(one_split, {1, 1024, 512, 128, false}).bytes, 0);
 }
 
+TEST(Q4MatmulSpace, StreamConfigsNamedLegalAndSized) {
+  DeviceInfo device;
+  device.max_threads_per_block = 1024;
+  Q4MatmulConfig stream{128, 4, 128, 256, 1, XStaging::global, false, false, 4};
+  stream.stream_rows = 8;
+  EXPECT_EQ(to_string(stream), "bt128.cpt4.lw128.ks256.mb1.xg.f32.at.p4.sr8");
+  EXPECT_EQ(name_expression(stream), "q4_stream_kernel<128, 4, 128, 1, false, 8, 4>");
+  const Q4MatmulShape shape{1, 4096, 12288, 128, false};
+  EXPECT_TRUE(legal(stream, device, shape));
+  Q4MatmulConfig staged = stream;
+  staged.x_staging = XStaging::shared;
+  EXPECT_FALSE(legal(staged, device, shape)) << "stream-K stages nothing";
+  Q4MatmulConfig two_pass = stream;
+  two_pass.two_pass = true;
+  EXPECT_FALSE(legal(two_pass, device, shape)) << "stream-K reduces by atomics";
+  Q4MatmulConfig one_block_per_unit = stream;
+  one_block_per_unit.blocks_per_sm = 0;
+  EXPECT_FALSE(legal(one_block_per_unit, device, shape)) << "stream-K needs a persistent grid";
+  EXPECT_FALSE(legal(stream, device, {1, 4096, 12288, 32, false})) << "8 rows span two g32 groups";
+  EXPECT_FALSE(legal(stream, device, {1, 4104, 12288, 4104, false})) << "no-group, K / 8 odd";
+  Q4MatmulConfig short_batches = stream;
+  short_batches.stream_rows = 4;
+  EXPECT_TRUE(legal(short_batches, device, {1, 4096, 12288, 32, false}));
+  // 96 tiles x 512 packed rows in batches of 8 over 4 warps per block: 1536 blocks at most,
+  // SMs x p when fewer; the workspace always holds the fp32 sums and the tile counters.
+  EXPECT_EQ(geometry(stream, shape).grid_x, 1536u);
+  EXPECT_EQ(geometry(stream, shape, 132).grid_x, 528u);
+  EXPECT_EQ(geometry(stream, {1, 512, 256, 128, false}, 132).grid_x, 4u);
+  const Q4MatmulWorkspace layout = workspace(stream, shape);
+  EXPECT_GE(layout.counters_offset, 12288 * 4);
+  EXPECT_GE(layout.zeroed_bytes, layout.counters_offset + 96 * 4);
+  int stream_configs = 0;
+  for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
+    if (cfg.stream_rows == 0) continue;
+    ++stream_configs;
+    EXPECT_TRUE(legal(cfg, device, {8, 4096, 4096, 128, true})) << to_string(cfg);
+  }
+  EXPECT_GE(stream_configs, 4);
+}
+
 // CI's proof that the whole space compiles for sm_80 and sm_90 (no GPU needed).
 TEST(Q4MatmulCompile, WholeSpaceForSm80AndSm90) {
   auto compiler = open_compiler();
@@ -251,9 +295,20 @@ std::string first_mismatches(const std::vector<uint16_t>& got, const std::vector
   return text;
 }
 
+// Q4JIT_SWEEP_ONLY=<substring>: sweep only the configs whose string contains it (a quick check
+// of new configs on the GPU machine; the proof is the unfiltered run).
+std::vector<Q4MatmulConfig> swept_configs() {
+  const char* only = std::getenv("Q4JIT_SWEEP_ONLY");
+  std::vector<Q4MatmulConfig> configs;
+  for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
+    if (only == nullptr || to_string(cfg).find(only) != std::string::npos) configs.push_back(cfg);
+  }
+  return configs;
+}
+
 TEST_F(Q4MatmulGpu, EveryConfigMatchesReference) {
   const auto started = std::chrono::steady_clock::now();
-  const std::vector<Q4MatmulConfig> all = q4_matmul_configs();
+  const std::vector<Q4MatmulConfig> all = swept_configs();
   KernelService service(*compiler_, nullptr);
   const int jobs = std::max(1u, std::thread::hardware_concurrency());
   std::vector<Result<Q4MatmulKernel>> loaded = load_q4_matmul(*backend_, service, all, jobs);
@@ -283,7 +338,8 @@ TEST_F(Q4MatmulGpu, EveryConfigMatchesReference) {
     std::vector<const Q4MatmulKernel*> chosen;
     int64_t workspace_bytes = 16;
     for (const Q4MatmulKernel& kernel : kernels) {
-      if (!legal(kernel.config, device, shape) || !(c.full_space || anchor_layout(kernel.config)))
+      if (!legal(kernel.config, device, shape) ||
+          !(c.full_space || anchor_layout(kernel.config, c.M)))
         continue;
       chosen.push_back(&kernel);
       workspace_bytes = std::max(workspace_bytes, workspace(kernel.config, shape).bytes);

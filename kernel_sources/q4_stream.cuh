@@ -1,0 +1,259 @@
+// q4_stream_kernel: the stream-K GEMV of the q4_matmul family (configs with sr > 0), for M = 1
+// to a few rows, where the weight stream alone sets the time. Included by q4_matmul.cu; same
+// arguments, layout and workspace contract as q4_matmul_kernel (see there). Not here: the block
+// kernel with shared-memory staging and two-pass reduction.
+//
+// Work:      the weights as tiles x chunks (tile = 32 * kColumns columns, one warp wide; chunk =
+//            kChunkRows packed rows, which divide a group: legal() checks), flattened tile-major
+//            and cut into one equal contiguous range of chunks per warp of the persistent grid,
+//            so every warp streams the same bytes. Per chunk a warp issues all its weight loads,
+//            the group's scales and zeros and the chunk's x (through L1, or gathered via x_map)
+//            at once, then uses them; occupancy hides the latency. The loop has no bounds checks
+//            (a partial last tile reads clamped columns and stores nothing for them), no block
+//            barriers and no shared memory, so the instructions per weight word stay few.
+// Hand-on:   a warp that covered a whole tile stores fp16 out directly; otherwise it adds its
+//            sums to the fp32 workspace (atomics), fences, and adds its chunk count to the tile's
+//            counter; the warp that completes the count (all passes) writes the tile's fp16 out
+//            and leaves workspace and counter zero again: one launch, no memset.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include "q4_dequant.cuh"
+#include "q4jit_common.cuh"
+
+namespace q4_stream_detail {
+
+// The pairs of packed row `row` of x row `m_row` (as dot_word expects), from x directly or
+// gathered through x_map.
+template <bool kGather>
+__device__ __forceinline__ void load_pairs(const __half* __restrict__ x,
+                                           const int* __restrict__ x_map, int K, int m_row, int row,
+                                           __half2 (&pairs)[4]) {
+  const __half* x_row = x + size_t(m_row) * K;
+  if constexpr (kGather) {
+    const int4 low = __ldg(reinterpret_cast<const int4*>(x_map + row * 8));
+    const int4 high = __ldg(reinterpret_cast<const int4*>(x_map + row * 8 + 4));
+    const __half values[8] = {x_row[low.x],  x_row[low.y],  x_row[low.z],  x_row[low.w],
+                              x_row[high.x], x_row[high.y], x_row[high.z], x_row[high.w]};
+    q4jit_device::pair_activations(values, pairs);
+  } else {
+    q4jit_device::pair_activations(__ldg(reinterpret_cast<const uint4*>(x_row + row * 8)), pairs);
+  }
+}
+
+template <int kThreads, int kColumns, int kLoadBits, int kRowsM, bool kHalfAccumulate,
+          int kChunkRows, bool kGather>
+__device__ __forceinline__ void stream(__half* __restrict__ out, float* __restrict__ workspace,
+                                       unsigned* __restrict__ tile_counters,
+                                       const __half* __restrict__ x, const int* __restrict__ x_map,
+                                       const unsigned* __restrict__ qweight,
+                                       const __half* __restrict__ scales,
+                                       const unsigned* __restrict__ qzeros, int M, int K, int N,
+                                       int group_size) {
+  using namespace q4jit_device;
+  using Accumulator = q4jit_device::Accumulator<kHalfAccumulate>;
+  constexpr int kWarps = kThreads / 32;
+  constexpr int kVector = kLoadBits / 32;      // adjacent columns per load
+  constexpr int kLoads = kColumns / kVector;   // loads per packed row
+  constexpr int kTileColumns = 32 * kColumns;  // columns per warp
+  // fp16 running dots span this many packed words (16 products per lane) before fp32.
+  constexpr int kChainWords = 4;
+
+  const int lane = threadIdx.x % 32;
+  const long long warp = (long long)blockIdx.x * kWarps + threadIdx.x / 32;
+  const long long warps = (long long)gridDim.x * kWarps;
+  const int rows_per_group = group_size / 8;
+  const int tile_chunks = K / 8 / kChunkRows;
+  const int tiles = (N + kTileColumns - 1) / kTileColumns;
+  const long long total = (long long)tiles * tile_chunks;
+  const long long range_begin = total * warp / warps, range_end = total * (warp + 1) / warps;
+  const int passes = (M + kRowsM - 1) / kRowsM;
+  const unsigned tile_total = unsigned(passes) * unsigned(tile_chunks);  // counter when complete
+
+  for (long long at = range_begin; at < range_end;) {
+    const int tile = int(at / tile_chunks);
+    const int chunk_begin = int(at % tile_chunks);
+    const int chunk_end = int(min((long long)tile_chunks, chunk_begin + (range_end - at)));
+    at += chunk_end - chunk_begin;
+    // Load l covers column[l] .. + kVector - 1, kept inside the matrix.
+    int column[kLoads];
+    bool stored[kLoads];
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      const int wanted = tile * kTileColumns + l * 32 * kVector + lane * kVector;
+      stored[l] = wanted < N;
+      column[l] = min(wanted, N - kVector);
+    }
+
+    for (int pass = 0; pass < passes; ++pass) {
+      const int m0 = pass * kRowsM;
+      const int rows_m = min(kRowsM, M - m0);
+      Accumulator acc[kRowsM][kColumns];
+      int group = chunk_begin * kChunkRows / rows_per_group;
+      int group_end = (group + 1) * rows_per_group;  // first packed row past the group
+      const unsigned* weights = qweight + size_t(chunk_begin) * kChunkRows * N;
+      for (int chunk = chunk_begin; chunk < chunk_end; ++chunk) {
+        const int row0 = chunk * kChunkRows;
+        if (row0 >= group_end) {  // chunks divide groups: at most one step
+          ++group;
+          group_end += rows_per_group;
+        }
+        // Everything the chunk needs is requested before any of it is used.
+        WeightWords<kVector> words[kChunkRows][kLoads];
+#pragma unroll
+        for (int b = 0; b < kChunkRows; ++b) {
+#pragma unroll
+          for (int l = 0; l < kLoads; ++l)
+            words[b][l] = load_weight_words<kVector>(weights + size_t(b) * N + column[l]);
+        }
+        weights += size_t(kChunkRows) * N;
+        HalfVector<kVector> group_scales[kLoads];
+        unsigned zero_words[kLoads];
+#pragma unroll
+        for (int l = 0; l < kLoads; ++l) {
+          group_scales[l] =
+              *reinterpret_cast<const HalfVector<kVector>*>(scales + size_t(group) * N + column[l]);
+          zero_words[l] =
+              __ldg(qzeros + size_t(group) * (N / 8) + column[l] / 8) >> (4 * (column[l] % 8));
+        }
+        // x of row b for pass row m (zero past M): the whole chunk's up front when read
+        // directly; a gather (two dependent loads) waits until its row is used, in fewer
+        // registers.
+        auto activations_of = [&](int b, int m, __half2(&pairs)[4]) {
+          load_pairs<kGather>(x, x_map, K, m0 + min(m, rows_m - 1), row0 + b, pairs);
+          if (m > 0 && m >= rows_m) {  // rows_m >= 1: never for m = 0
+#pragma unroll
+            for (int j = 0; j < 4; ++j) pairs[j] = __half2half2(__ushort_as_half(0));
+          }
+        };
+        __half2 activations[kGather ? 1 : kChunkRows][kRowsM][4];
+        if constexpr (!kGather) {
+#pragma unroll
+          for (int b = 0; b < kChunkRows; ++b) {
+#pragma unroll
+            for (int m = 0; m < kRowsM; ++m) activations_of(b, m, activations[b][m]);
+          }
+        }
+
+        __half scale[kColumns];
+        __half2 low_zero[kColumns], high_zero[kColumns];
+#pragma unroll
+        for (int l = 0; l < kLoads; ++l) {
+#pragma unroll
+          for (int v = 0; v < kVector; ++v) {
+            const unsigned zero = ((zero_words[l] >> (4 * v)) & 15u) + 1u;
+            scale[l * kVector + v] = group_scales[l].value[v];
+            low_zero[l * kVector + v] = low_zero_of(zero);
+            high_zero[l * kVector + v] = high_zero_of(zero);
+          }
+        }
+#pragma unroll
+        for (int first = 0; first < kChunkRows; first += kChainWords) {
+          __half2 chain[kRowsM][kColumns];
+#pragma unroll
+          for (int m = 0; m < kRowsM; ++m) {
+#pragma unroll
+            for (int c = 0; c < kColumns; ++c) chain[m][c] = __half2half2(__ushort_as_half(0));
+          }
+#pragma unroll
+          for (int b = first; b < first + kChainWords; ++b) {
+            if constexpr (kGather) {
+#pragma unroll
+              for (int m = 0; m < kRowsM; ++m) activations_of(b, m, activations[0][m]);
+            }
+            const auto& row_activations = activations[kGather ? 0 : b];
+#pragma unroll
+            for (int l = 0; l < kLoads; ++l) {
+#pragma unroll
+              for (int v = 0; v < kVector; ++v) {
+                const int c = l * kVector + v;
+                __half2 w[4];
+                dequantize_word(words[b][l].value[v], low_zero[c], high_zero[c], w);
+#pragma unroll
+                for (int m = 0; m < kRowsM; ++m)
+                  chain[m][c] = dot_word(w, row_activations[m], chain[m][c]);
+              }
+            }
+          }
+#pragma unroll
+          for (int m = 0; m < kRowsM; ++m) {
+#pragma unroll
+            for (int c = 0; c < kColumns; ++c) acc[m][c].add(scale[c], chain[m][c]);
+          }
+        }
+      }
+
+      if (chunk_begin == 0 && chunk_end == tile_chunks) {  // the whole tile: no hand-on
+#pragma unroll
+        for (int m = 0; m < kRowsM; ++m) {
+#pragma unroll
+          for (int c = 0; c < kColumns; ++c) {
+            if (m < rows_m && stored[c / kVector])
+              out[size_t(m0 + m) * N + column[c / kVector] + c % kVector] =
+                  __float2half_rn(acc[m][c].total());
+          }
+        }
+        continue;
+      }
+#pragma unroll
+      for (int m = 0; m < kRowsM; ++m) {
+#pragma unroll
+        for (int c = 0; c < kColumns; ++c) {
+          if (m < rows_m && stored[c / kVector])
+            atomicAdd(workspace + size_t(m0 + m) * N + column[c / kVector] + c % kVector,
+                      acc[m][c].total());
+        }
+      }
+      // Every lane fences its own adds before lane 0 counts them (threadFenceReduction).
+      __threadfence();
+      __syncwarp();
+      const unsigned chunks = unsigned(chunk_end - chunk_begin);
+      unsigned before = 0;
+      if (lane == 0) before = atomicAdd(tile_counters + tile, chunks);
+      before = __shfl_sync(0xffffffffu, before, 0);
+      if (before + chunks == tile_total) {  // warp-uniform: this warp completes the tile
+        __threadfence();
+        for (int i = lane; i < M * kTileColumns; i += 32) {
+          const int column_i = tile * kTileColumns + i % kTileColumns;
+          if (column_i >= N) continue;
+          const size_t index = size_t(i / kTileColumns) * N + column_i;
+          const float sum = __ldcg(workspace + index);
+          __stcg(workspace + index, 0.0f);
+          out[index] = __float2half_rn(sum);
+        }
+        if (lane == 0) tile_counters[tile] = 0;
+      }
+    }
+  }
+}
+
+}  // namespace q4_stream_detail
+
+template <int kThreads = 128, int kColumns = 4, int kLoadBits = 128, int kRowsM = 1,
+          bool kHalfAccumulate = false, int kChunkRows = 8, int kBlocksPerSm = 4>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    q4_stream_kernel(__half* __restrict__ out, float* __restrict__ workspace,
+                     unsigned* __restrict__ tile_counters, const __half* __restrict__ x,
+                     const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
+                     const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
+                     int K, int N, int group_size) {
+  static_assert(kThreads == 64 || kThreads == 128 || kThreads == 256, "kThreads: 64, 128, 256");
+  static_assert(kColumns == 2 || kColumns == 4 || kColumns == 8, "kColumns: 2, 4 or 8");
+  static_assert(kLoadBits == 64 || kLoadBits == 128, "kLoadBits: 64 or 128");
+  static_assert(kLoadBits / 32 <= kColumns, "a load holds at most kColumns columns");
+  static_assert(kRowsM == 1 || kRowsM == 2 || kRowsM == 4, "kRowsM: 1, 2, 4");
+  static_assert(kRowsM * kColumns <= 16, "kRowsM * kColumns <= 16 accumulators per thread");
+  static_assert(kChunkRows == 4 || kChunkRows == 8 || kChunkRows == 16, "kChunkRows: 4, 8, 16");
+  static_assert(kBlocksPerSm >= 1 && kBlocksPerSm * kThreads <= 2048, "kBlocksPerSm: 1 to 8");
+  // Two copies of the loop, so neither tests x_map per row.
+  if (x_map != nullptr) {
+    q4_stream_detail::stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows,
+                             true>(out, workspace, tile_counters, x, x_map, qweight, scales, qzeros,
+                                   M, K, N, group_size);
+  } else {
+    q4_stream_detail::stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows,
+                             false>(out, workspace, tile_counters, x, x_map, qweight, scales,
+                                    qzeros, M, K, N, group_size);
+  }
+}
