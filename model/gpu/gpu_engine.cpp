@@ -69,17 +69,17 @@ struct GpuEngine::State {
 
   Stream stream;
   DeviceModel model;
-  DeviceBuffer key_cache, value_cache;     // [L][P][Hkv][D] fp16 each
-  DeviceBuffer inputs;                     // int32: tokens [chunk], positions [chunk], length
-  DeviceBuffer x, normed, scratch;         // fp16 [chunk, C]
-  DeviceBuffer attention_in;               // fp16 [chunk, Nq + Nk + Nv]
-  DeviceBuffer attention_out;              // fp16 [chunk, H D]
-  DeviceBuffer mlp_in;                     // fp16 [chunk, 2F]
-  DeviceBuffer mlp_hidden;                 // fp16 [chunk, F]
-  DeviceBuffer logits;                     // fp32 [chunk, V]
-  DeviceBuffer bad_tokens;                 // int32
-  DeviceBuffer matmul_workspace;           // zeroed; every launch leaves it zero
-  DeviceBuffer decode_workspace;           // attention_decode's counters (zero) and partials
+  DeviceBuffer key_cache, value_cache;  // [L][P][Hkv][D] fp16 each
+  DeviceBuffer inputs;                  // int32: tokens [chunk], positions [chunk], length
+  DeviceBuffer x, normed, scratch;      // fp16 [chunk, C]
+  DeviceBuffer attention_in;            // fp16 [chunk, Nq + Nk + Nv]
+  DeviceBuffer attention_out;           // fp16 [chunk, H D]
+  DeviceBuffer mlp_in;                  // fp16 [chunk, 2F]
+  DeviceBuffer mlp_hidden;              // fp16 [chunk, F]
+  DeviceBuffer logits;                  // fp32 [chunk, V]
+  DeviceBuffer bad_tokens;              // int32
+  DeviceBuffer matmul_scratch;    // the projections' scratch: gathered x, a dequantized weight
+  DeviceBuffer decode_workspace;  // attention_decode's counters (zero) and partials
   std::map<int, GraphExec> decode_graphs;  // by number of attention splits
   bool decode_warm = false;                // kernels of a decode step loaded: capture is safe
   // Set while profiling: an event is recorded after each op, labelled with its category.
@@ -168,8 +168,8 @@ void GpuEngine::State::allocate_activations() {
   backend->memset(bad_tokens.raw(), 0, 16, {});
 }
 
-// Chooses and loads the projections' kernels at `rows` rows and grows the zeroed workspace to
-// what they need (dropping captured graphs, which hold the old address).
+// Chooses and loads the projections' kernels at `rows` rows and grows their scratch to what they
+// need (dropping captured graphs, which hold the old address).
 void GpuEngine::State::prepare_rows(int rows) {
   int64_t needed = 16;
   for (const DeviceLayer& layer : model.layers) {
@@ -180,11 +180,11 @@ void GpuEngine::State::prepare_rows(int rows) {
     needed = std::max(needed, dispatch->prepare(layer.o, rows));
     needed = std::max(needed, dispatch->prepare(layer.down, rows));
   }
-  if (matmul_workspace && int64_t(matmul_workspace.bytes()) >= needed) return;
+  if (matmul_scratch && int64_t(matmul_scratch.bytes()) >= needed) return;
   backend->synchronize(stream);
   decode_graphs.clear();
-  matmul_workspace = backend->allocate(size_t(needed));
-  backend->memset(matmul_workspace.raw(), 0, size_t(needed), {});
+  matmul_scratch = backend->allocate(size_t(needed));
+  backend->memset(matmul_scratch.raw(), 0, size_t(needed), {});
   backend->synchronize({});
 }
 
@@ -224,7 +224,7 @@ void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits
   const int H = config.num_attention_heads, Hkv = config.num_key_value_heads;
   const int D = config.head_dim;
   const float eps = config.rms_norm_eps;
-  const uint64_t ws = matmul_workspace.raw();
+  const uint64_t ws = matmul_scratch.raw();
   ops->rms_norm(normed.raw(), x.raw(), layer.input_norm.raw(), rows, C, eps, stream);
   mark("other");
 
@@ -476,7 +476,7 @@ int64_t GpuEngine::workspace_bytes() const {
   const State& s = *state_;
   return int64_t(s.inputs.bytes() + s.x.bytes() + s.normed.bytes() + s.scratch.bytes() +
                  s.attention_in.bytes() + s.attention_out.bytes() + s.mlp_in.bytes() +
-                 s.mlp_hidden.bytes() + s.logits.bytes() + s.matmul_workspace.bytes() +
+                 s.mlp_hidden.bytes() + s.logits.bytes() + s.matmul_scratch.bytes() +
                  s.decode_workspace.bytes());
 }
 

@@ -11,10 +11,6 @@ namespace {
 // Dense projections use the fp16 GEMV up to this many rows, the tensor-core GEMM above.
 constexpr int64_t kDenseGemvMaxRows = 8;
 
-int64_t align256(int64_t bytes) {
-  return (bytes + 255) / 256 * 256;
-}
-
 // A forced path with its default configuration for the shape.
 MatmulChoice forced_choice(MatmulPath path, const MatmulShapeKey& shape, int64_t M,
                            const DeviceInfo& device) {
@@ -44,7 +40,7 @@ MatmulDispatch::MatmulDispatch(KernelLoader& loader, const MatmulChooser& choose
     : loader_(loader), chooser_(chooser), forced_(forced) {}
 
 int64_t MatmulDispatch::prepare(const DeviceLinear& linear, int64_t M) {
-  return prepared(linear, M).workspace_bytes;
+  return prepared(linear, M).scratch_bytes;
 }
 
 std::string MatmulDispatch::describe(const DeviceLinear& linear, int64_t M) {
@@ -58,11 +54,20 @@ const MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& lin
   const MatmulShapeKey& s = linear.shape;
   const Key key{linear.quantized, s.K, s.N, s.group_size, s.act_order, bucket};
   if (auto found = prepared_.find(key); found != prepared_.end()) return found->second;
-  Prepared p = linear.quantized ? prepare_quantized(linear, bucket) : prepare_dense(linear, bucket);
+  int64_t zeroed_bytes = 0;
+  Prepared p = linear.quantized ? prepare_quantized(linear, bucket, zeroed_bytes)
+                                : prepare_dense(linear, bucket, zeroed_bytes);
+  if (zeroed_bytes > 0) {
+    Backend& backend = loader_.backend();
+    p.zeroed = backend.allocate(size_t(zeroed_bytes));
+    backend.memset(p.zeroed.raw(), 0, size_t(zeroed_bytes), {});
+    backend.synchronize({});
+  }
   return prepared_.emplace(key, std::move(p)).first->second;
 }
 
-MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& linear, int bucket) {
+MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& linear, int bucket,
+                                                           int64_t& zeroed_bytes) {
   const MatmulShapeKey& s = linear.shape;
   const DeviceInfo& device = loader_.backend().current_device();
   const CompileTarget& target = loader_.target();
@@ -74,7 +79,7 @@ MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& l
       const CompileRequest request = q4_matmul_winner_request(cfg, target);
       p.gemv = {cfg, nullptr, loader_.function(request, name_expression(cfg)),
                 loader_.function(request, q4_gather_name_expression())};
-      p.workspace_bytes =
+      zeroed_bytes =
           workspace(cfg, Q4MatmulShape{bucket, s.K, s.N, s.group_size, s.act_order}).bytes;
       break;
     }
@@ -82,16 +87,14 @@ MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& l
       const Q4MmaConfig& cfg = p.choice.mma;
       const auto request = batched_requests(q4_mma_family(), {name_expression(cfg)}, target, 1);
       p.mma = {cfg, nullptr, loader_.function(request.front(), name_expression(cfg))};
-      p.workspace_bytes =
-          workspace(cfg, Q4MmaShape{bucket, s.K, s.N, s.group_size, s.act_order}).bytes;
+      zeroed_bytes = workspace(cfg, Q4MmaShape{bucket, s.K, s.N, s.group_size, s.act_order}).bytes;
       if (s.act_order) {
         // x gathered once into the weights' sorted row order, then the product runs without
         // x_map: the tile loads stay contiguous (3x faster prefill than gathering in the tiles).
         const Q4MatmulConfig gemv_default;
         p.gather = loader_.function(q4_matmul_winner_request(gemv_default, target),
                                     q4_gather_name_expression());
-        p.scratch_offset = align256(p.workspace_bytes);
-        p.workspace_bytes = p.scratch_offset + int64_t(bucket) * s.K * 2;
+        p.scratch_bytes = int64_t(bucket) * s.K * 2;
       }
       break;
     }
@@ -104,15 +107,16 @@ MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& l
           batched_requests(gemm_f16_family(), {name_expression(cfg)}, target, 1);
       p.dequantize = {dq, nullptr, loader_.function(dq_request.front(), name_expression(dq))};
       p.gemm = {cfg, nullptr, loader_.function(gemm_request.front(), name_expression(cfg))};
-      p.scratch_offset = align256(workspace(cfg, GemmShape{bucket, s.K, s.N}).bytes);
-      p.workspace_bytes = p.scratch_offset + s.N * s.K * 2;
+      zeroed_bytes = workspace(cfg, GemmShape{bucket, s.K, s.N}).bytes;
+      p.scratch_bytes = s.N * s.K * 2;
       break;
     }
   }
   return p;
 }
 
-MatmulDispatch::Prepared MatmulDispatch::prepare_dense(const DeviceLinear& linear, int bucket) {
+MatmulDispatch::Prepared MatmulDispatch::prepare_dense(const DeviceLinear& linear, int bucket,
+                                                       int64_t& zeroed_bytes) {
   const MatmulShapeKey& s = linear.shape;
   const DeviceInfo& device = loader_.backend().current_device();
   Prepared p;
@@ -131,13 +135,14 @@ MatmulDispatch::Prepared MatmulDispatch::prepare_dense(const DeviceLinear& linea
   const auto request =
       batched_requests(gemm_f16_family(), {name_expression(cfg)}, loader_.target(), 1);
   p.gemm = {cfg, nullptr, loader_.function(request.front(), name_expression(cfg))};
-  p.workspace_bytes = workspace(cfg, GemmShape{bucket, s.K, s.N}).bytes;
+  zeroed_bytes = workspace(cfg, GemmShape{bucket, s.K, s.N}).bytes;
   return p;
 }
 
 void MatmulDispatch::run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out,
-                         uint64_t workspace_address, StreamView stream) {
+                         uint64_t scratch, StreamView stream) {
   const Prepared& p = prepared(linear, M);
+  const uint64_t workspace_address = p.zeroed ? p.zeroed.raw() : 0;
   Backend& backend = loader_.backend();
   const MatmulShapeKey& s = linear.shape;
   if (!linear.quantized) {
@@ -170,7 +175,7 @@ void MatmulDispatch::run(const DeviceLinear& linear, int64_t M, uint64_t x, uint
         launch_q4_mma(backend, p.mma, {M, s.K, s.N, s.group_size, false}, operands, stream);
         break;
       }
-      const uint64_t sorted_x = workspace_address + p.scratch_offset;
+      const uint64_t sorted_x = scratch;
       LaunchGeometry gather;
       gather.grid = {unsigned((s.K + 255) / 256), unsigned(M), 1};
       gather.block = {256, 1, 1};
@@ -182,7 +187,7 @@ void MatmulDispatch::run(const DeviceLinear& linear, int64_t M, uint64_t x, uint
       break;
     }
     case MatmulPath::dequant_gemm: {
-      const uint64_t weight = workspace_address + p.scratch_offset;
+      const uint64_t weight = scratch;
       launch_dequantize_q4(backend, p.dequantize, {s.K, s.N, s.group_size},
                            {weight, linear.qweight.raw(), linear.scales.raw(), linear.qzeros.raw(),
                             linear.sorted_of ? linear.sorted_of.raw() : 0},

@@ -27,12 +27,14 @@ class MatmulDispatch {
   MatmulDispatch(KernelLoader& loader, const MatmulChooser& chooser,
                  std::optional<MatmulPath> forced = std::nullopt);
 
-  // Chooses, compiles and loads the kernels of `linear` at M rows; returns the workspace bytes
-  // the launch needs (its leading part zero before the first launch; every launch leaves it so).
+  // Chooses, compiles and loads the kernels of `linear` at M rows; returns the scratch bytes the
+  // launch needs (gathered activations, a dequantized weight: free memory, any content). The
+  // split-K workspaces that must start zero are owned here, one per choice, because a kernel
+  // that writes scratch would break another's zero invariant in a shared buffer.
   int64_t prepare(const DeviceLinear& linear, int64_t M);
   // Enqueues out[M, N] = x[M, K] W^T (fp16, x in original row order). prepare() first, and
-  // `workspace` at least the bytes it returned.
-  void run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out, uint64_t workspace,
+  // `scratch` at least the bytes it returned.
+  void run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out, uint64_t scratch,
            StreamView stream);
   // The choice for linear at M rows, for --verbose lines: "gemv bt256... (tuned)".
   std::string describe(const DeviceLinear& linear, int64_t M);
@@ -47,15 +49,15 @@ class MatmulDispatch {
     Function dense_gemv;  // lm_head kernel for dense weights at few rows
     LmHeadConfig dense_config;
     bool dense_small = false;
-    int64_t workspace_bytes = 0;
-    int64_t scratch_offset = 0;  // dequant_gemm: the fp16 [N, K] weight after the GEMM's area;
-                                 // mma with act-order: x gathered into sorted order, [M, K]
-    Function gather;             // mma with act-order: q4_gather_kernel
+    DeviceBuffer zeroed;  // the split-K workspace, zero between launches; empty when none
+    int64_t scratch_bytes = 0;
+    Function gather;  // mma with act-order: q4_gather_kernel
   };
   using Key = std::tuple<bool, int64_t, int64_t, int64_t, bool, int>;
   const Prepared& prepared(const DeviceLinear& linear, int64_t M);
-  Prepared prepare_quantized(const DeviceLinear& linear, int bucket);
-  Prepared prepare_dense(const DeviceLinear& linear, int bucket);
+  // Each also sets zeroed_bytes: the workspace that prepared() allocates and zeroes.
+  Prepared prepare_quantized(const DeviceLinear& linear, int bucket, int64_t& zeroed_bytes);
+  Prepared prepare_dense(const DeviceLinear& linear, int bucket, int64_t& zeroed_bytes);
 
   KernelLoader& loader_;
   const MatmulChooser& chooser_;
