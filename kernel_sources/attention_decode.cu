@@ -22,7 +22,7 @@
 // Parameters:  kHeadDim 64, 128 (D; 8 fp16 per lane, D/8 lanes per key row), kSplit positions
 //              per block 64..1024, kThreads 64..256, kHeadsPerBlock 1, 2, 4, 8 (divides H / Hkv).
 // fp32 softmax with the maximum subtracted; parameters change only the fp32 summation order.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "attention_common.cuh"
 #include "q4jit_common.cuh"

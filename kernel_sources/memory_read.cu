@@ -3,7 +3,7 @@
 // Not a tuned family (no host descriptor): one kernel, launched as a grid-stride loop.
 // Geometry: any grid, block 512; `sink` receives a value only if the XOR is a magic number, so the
 // loads stay live but nothing is written in practice.
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 extern "C" __global__ void __launch_bounds__(512)
     memory_read_kernel(const uint4* __restrict__ data, unsigned long long count, unsigned* sink) {
@@ -15,9 +15,13 @@ extern "C" __global__ void __launch_bounds__(512)
     for (int u = 0; u < 4; ++u) {
       const unsigned long long at = i + u * 1ull * gridDim.x * blockDim.x;
       if (at < count) {
+#if Q4JIT_INLINE_PTX
         asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                      : "=r"(v[u].x), "=r"(v[u].y), "=r"(v[u].z), "=r"(v[u].w)
                      : "l"(data + at));
+#else
+        v[u] = data[at];  // read once either way; the hint is a PTX cache policy
+#endif
       } else {
         v[u] = make_uint4(0, 0, 0, 0);
       }

@@ -7,7 +7,7 @@
 // subtracting the half2 (1024 + zero) leaves (q - zero) exactly (|q - zero| <= 16).
 #pragma once
 
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 namespace q4jit_device {
 
@@ -21,6 +21,7 @@ struct WeightWords {
 template <int kWords>
 __device__ __forceinline__ WeightWords<kWords> load_weight_words(const unsigned* address) {
   WeightWords<kWords> words;
+#if Q4JIT_INLINE_PTX
   if constexpr (kWords == 4) {
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(words.value[0]), "=r"(words.value[1]), "=r"(words.value[2]),
@@ -36,6 +37,11 @@ __device__ __forceinline__ WeightWords<kWords> load_weight_words(const unsigned*
                  : "=r"(words.value[0])
                  : "l"(address));
   }
+#else
+  static_assert(kWords == 1 || kWords == 2 || kWords == 4, "weight loads of 1, 2 or 4 words");
+#pragma unroll
+  for (int i = 0; i < kWords; ++i) words.value[i] = __builtin_nontemporal_load(address + i);
+#endif
   return words;
 }
 
@@ -62,9 +68,13 @@ struct Accumulator<true> {
 
 // (a & b) | c in one instruction.
 __device__ __forceinline__ unsigned and_or(unsigned a, unsigned b, unsigned c) {
+#if Q4JIT_INLINE_PTX
   unsigned d;
   asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
+#else
+  return (a & b) | c;
+#endif
 }
 
 // The 8 weights of one packed word as (q - zero) half2 pairs: pair j holds rows j and j + 4.

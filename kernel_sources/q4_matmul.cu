@@ -23,7 +23,7 @@
 // scaled once into the fp32 (or, kHalfAccumulate, half2) running sum; the zero is folded into
 // the dequantize's two constants. Parameters change speed, never results beyond that rounding
 // and fp32 reduction order (tolerances in q4_matmul.hpp).
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "q4_dequant.cuh"
 #include "q4_stream.cuh"

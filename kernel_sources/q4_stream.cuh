@@ -17,7 +17,7 @@
 //            and leaves workspace and counter zero again: one launch, no memset.
 #pragma once
 
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 #include "q4_dequant.cuh"
 #include "q4jit_common.cuh"

@@ -2,11 +2,14 @@
 # Installs what q4jit needs to build and test on Debian/Ubuntu, skipping what is already there.
 # The CUDA toolkit is needed for its headers (cuda.h, nvrtc.h, cuda_fp16.h) and NVRTC; it is looked
 # for at $CUDA_HOME, then /usr/local/cuda. No GPU is needed to build or to run the tests.
+# libamdhip64-dev (HIP 5.2 on Debian 12) brings the HIP headers and hiprtc, with which the AMD
+# kernels are compile-checked (no AMD GPU needed).
 set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config git
           libsentencepiece-dev libsqlite3-dev nlohmann-json3-dev libcli11-dev
-          googletest libgtest-dev libssl-dev)
+          googletest libgtest-dev libssl-dev
+          libamdhip64-dev)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -21,6 +21,12 @@ bash scripts/build.sh
 if [ -x build/q4jit ] && build/q4jit kernels --help >/dev/null 2>&1; then
   echo "== NVRTC compile of every kernel template's default configuration (no GPU needed)"
   build/q4jit kernels compile --arch sm_75,sm_80,sm_86,sm_89,sm_90
+  if [ -f /usr/include/hip/hiprtc.h ] || [ -f "${ROCM_PATH:-/opt/rocm}/include/hip/hiprtc.h" ]; then
+    echo "== hiprtc compile of every AMD kernel template's default configuration (no GPU needed)"
+    build/q4jit kernels compile --arch gfx90a,gfx908,gfx1030
+  else
+    echo "== hiprtc compile skipped: no HIP headers (scripts/setup.sh installs libamdhip64-dev)"
+  fi
 fi
 
 echo "== test suites"
