@@ -240,7 +240,12 @@ void HipBackend::release(ResourceKind kind, uint64_t raw) noexcept {
 
 Result<std::unique_ptr<Backend>> open_hip_backend_with(std::unique_ptr<HipLibrary> hip) {
   const std::string path = hip->library.path();
+  // Without an AMD GPU (or its kernel driver) HIP 5.2 fails hipInit with hipErrorInvalidDevice.
   const hipError_t initialized = hip->hipInit(0);
+  if (initialized == hipErrorInvalidDevice || initialized == hipErrorNoDevice) {
+    return Error("no GPU: the HIP runtime " + path + " found no AMD device (" +
+                 hip->describe(initialized, "hipInit") + ")");
+  }
   if (initialized != hipSuccess) return Error("no GPU: " + hip->describe(initialized, "hipInit"));
   int count = 0;
   const hipError_t counted = hip->hipGetDeviceCount(&count);

@@ -48,9 +48,13 @@ std::string HipLibrary::version_text() const {
 std::string HipLibrary::describe(hipError_t result, const char* call) const {
   const char* name = hipGetErrorName ? hipGetErrorName(result) : nullptr;
   const char* text = hipGetErrorString ? hipGetErrorString(result) : nullptr;
-  return std::string(call) + ": " +
-         (name ? name : "hipError_t " + std::to_string(static_cast<int>(result))) + " (" +
-         (text ? text : "no description") + ")";
+  std::string message = std::string(call) + ": " +
+                        (name ? name : "hipError_t " + std::to_string(static_cast<int>(result)));
+  // HIP 5.2 often gives the name again as the description.
+  if (text != nullptr && (name == nullptr || std::string(text) != name)) {
+    message += " (" + std::string(text) + ")";
+  }
+  return message;
 }
 
 Result<std::unique_ptr<HipLibrary>> open_hip_runtime() {

@@ -98,6 +98,7 @@ Result<CompiledKernel> HiprtcCompiler::compile(const CompileRequest& request) co
     header_texts.push_back(header.text.c_str());
     header_names.push_back(header.name.c_str());
   }
+  const std::lock_guard<std::mutex> one_at_a_time(compile_mutex_);
   ProgramGuard guard{*hiprtc_};
   hiprtcResult result = hiprtc_->hiprtcCreateProgram(
       &guard.program, request.source.main.text.c_str(), request.source.main.name.c_str(),

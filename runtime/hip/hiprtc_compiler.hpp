@@ -2,11 +2,14 @@
 // to a code object that hipModuleLoadData loads, with the lowered names of its name expressions.
 // Needs no GPU. Refuses, before hiprtc sees them, architectures outside runtime/hip/hip_archs.hpp
 // (hiprtc 5.2 aborts the process on some). The store key holds the HIP version (description(),
-// headers_version()), so a HIP upgrade recompiles. Safe across threads: each compile is its own
-// hiprtc program (with hiprtc 5.2.3, 256 compiles on 8 threads at once all succeeded).
+// headers_version()), so a HIP upgrade recompiles. Safe across threads because compiles take
+// turns: hiprtc 5.2.3 compiling on two threads at once once aborted the process minutes into a
+// run ("LLVM ERROR: inconsistency in registered CommandLine options", another time "malloc():
+// unaligned tcache chunk detected"), though short stress runs passed.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,7 @@ class HiprtcCompiler final : public Compiler {
   HiprtcCompiler() = default;
   std::unique_ptr<HipLibrary> hip_;  // declared first: hiprtc_ may point into it
   std::unique_ptr<HiprtcLibrary> hiprtc_;
+  mutable std::mutex compile_mutex_;  // one hiprtc program at a time (see above)
 };
 
 }  // namespace q4jit

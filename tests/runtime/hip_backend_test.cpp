@@ -18,6 +18,10 @@ TEST(HipBackend, NoAmdGpuIsAOneLineReason) {
   const std::string message = backend.error().what();
   EXPECT_TRUE(message.starts_with("no GPU: ")) << message;
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  const bool explained = message.find("no AMD device") != std::string::npos ||
+                         message.find("not found") != std::string::npos ||
+                         message.find("without the HIP headers") != std::string::npos;
+  EXPECT_TRUE(explained) << message;
 }
 
 TEST(HipBackend, MissingRuntimeLibrarySaysSo) {
