@@ -3,6 +3,7 @@
 #include "common/error.hpp"
 #include "kernel_sources/attention_decode.hpp"
 #include "kernel_sources/attention_prefill.hpp"
+#include "kernel_sources/attention_prefill_mma.hpp"
 #include "kernel_sources/dequantize_q4.hpp"
 #include "kernel_sources/elementwise.hpp"
 #include "kernel_sources/embedding.hpp"
@@ -23,6 +24,7 @@ std::vector<KernelFamily> kernel_families() {
       rope_cache_family(),
       attention_decode_family(),
       attention_prefill_family(),
+      attention_prefill_mma_family(),
       silu_mul_family(),
       residual_add_family(),
       logits_f32_family(),

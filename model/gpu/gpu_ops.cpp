@@ -1,6 +1,7 @@
 // Launching the non-projection kernels of the forward pass (gpu_ops.hpp).
 #include "model/gpu/gpu_ops.hpp"
 
+#include "kernel_sources/attention_prefill_mma.hpp"
 #include "kernel_sources/elementwise.hpp"
 #include "kernel_sources/embedding.hpp"
 #include "kernel_sources/lm_head.hpp"
@@ -99,15 +100,26 @@ void GpuOps::attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint
 void GpuOps::attention_prefill(const AttentionPrefillShape& shape, uint64_t out, uint64_t q,
                                uint64_t key_cache, uint64_t value_cache, float scale,
                                StreamView stream) {
-  const AttentionPrefillConfig cfg = first_legal(space(device(), shape), "attention_prefill");
-  const AttentionPrefillGeometry g = geometry(cfg, shape);
   const int width = int(shape.heads * shape.head_dim);
-  launch_kernel(
-      loader_.backend(), function(attention_prefill_family(), to_string(cfg), name_expression(cfg)),
-      launch_geometry(g.grid_x, g.grid_y, g.block_x, g.dynamic_smem_bytes), stream, out,
-      int(shape.out_stride ? shape.out_stride : width), q,
-      int(shape.q_stride ? shape.q_stride : width), key_cache, value_cache, int(shape.tokens),
-      int(shape.first_position), int(shape.heads), int(shape.kv_heads), scale);
+  auto launch = [&](const Function& kernel, const AttentionPrefillGeometry& g) {
+    launch_kernel(loader_.backend(), kernel,
+                  launch_geometry(g.grid_x, g.grid_y, g.block_x, g.dynamic_smem_bytes), stream, out,
+                  int(shape.out_stride ? shape.out_stride : width), q,
+                  int(shape.q_stride ? shape.q_stride : width), key_cache, value_cache,
+                  int(shape.tokens), int(shape.first_position), int(shape.heads),
+                  int(shape.kv_heads), scale);
+  };
+  // Tensor cores where that family runs (NVIDIA sm_80+, D 64 or 128), else the SIMT kernel.
+  const std::vector<AttentionPrefillMmaConfig> mma = attention_prefill_mma_space(device(), shape);
+  if (!mma.empty()) {
+    const AttentionPrefillMmaConfig& cfg = mma.front();
+    launch(function(attention_prefill_mma_family(), to_string(cfg), name_expression(cfg)),
+           geometry(cfg, shape));
+    return;
+  }
+  const AttentionPrefillConfig cfg = first_legal(space(device(), shape), "attention_prefill");
+  launch(function(attention_prefill_family(), to_string(cfg), name_expression(cfg)),
+         geometry(cfg, shape));
 }
 
 void GpuOps::silu_mul(uint64_t out, uint64_t gate, uint64_t up, int rows, int F, int stride,
