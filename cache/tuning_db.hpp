@@ -1,8 +1,9 @@
 // The tuning database: per problem (device, kernel family and its source hash, shape, M bucket)
 // the winning configuration with its timings, every candidate tried (trials), the decisions
-// between alternatives beyond one family (which matmul path runs a shape at an M bucket) and each
-// device's measured read ceiling. SQLite, one file shared by concurrent processes. The schema, the
-// migrations and the invariants are described at the top of tuning_db.cpp.
+// between alternatives beyond one family (which matmul path runs a shape at an M bucket; whether
+// fused projections beat their parts) and each device's measured read ceiling. SQLite, one file
+// shared by concurrent processes. The schema, the migrations and the invariants are described at
+// the top of tuning_db.cpp.
 // Not here: choosing candidates or timing them (tuner/), compiled kernels (kernel_store.hpp).
 #pragma once
 
@@ -99,10 +100,11 @@ struct ResultRow {
 };
 
 // A choice between alternatives that are not configurations of one family, keyed like a winner:
-// family names the kind of decision ("matmul_path"), source_hash covers every family it compares.
+// family names the kind of decision ("matmul_path", "projection_fusion"), source_hash covers
+// every family it compares.
 struct DecisionRecord {
-  std::string choice;          // the alternative taken: "gemv", "mma", "dequant_gemm"
-  std::string config;          // its configuration (its family's winner)
+  std::string choice;  // the alternative taken: "gemv", "mma", "dequant_gemm"; "fused", "separate"
+  std::string config;  // its configuration (its family's winner); a fusion: the parts' N "512+256"
   double median_us = 0;        // its time
   std::string default_choice;  // what the built-in defaults take here
   double default_us = 0;       // its time; 0 when it was not measured

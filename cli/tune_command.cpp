@@ -1,7 +1,8 @@
 // q4jit tune: finds the distinct matmul shapes of a model and tunes, per M bucket, those missing
 // from the tuning database (tuner/autotuner.hpp): each path's family (gemv, mma, dequant_gemm)
-// and the path decision. Prints per problem the winner, the default and the speedup, per bucket
-// the path chosen, and the counts (compiles, timings) that show a second run does nothing.
+// and the path decision, then whether each fused projection (qkv, gate_up) pays. Prints per
+// problem the winner, the default and the speedup, per bucket the path chosen and fused or
+// separate, and the counts (compiles, timings) that show a second run does nothing.
 // Needs a GPU: without one, a one-line error says so.
 #include <cstdio>
 #include <memory>
@@ -60,12 +61,13 @@ std::string alternatives_text(const DecisionRecord& decision) {
   return text;
 }
 
+// Decisions (paths or fusions) as text: the choice, its config, the default and every time.
 void print_decisions(const std::vector<DecisionOutcome>& decisions) {
   for (const DecisionOutcome& outcome : decisions) {
     const DecisionRecord& d = outcome.decision;
     std::printf("%-44s %-10s ", outcome.key.shape_label().c_str(), outcome.projections.c_str());
     if (d.choice.empty()) {
-      std::printf("default path (%s)\n",
+      std::printf("default (%s)\n",
                   outcome.skipped.empty() ? "not decided" : outcome.skipped.c_str());
       continue;
     }
@@ -75,7 +77,9 @@ void print_decisions(const std::vector<DecisionOutcome>& decisions) {
   }
 }
 
-nlohmann::json decisions_json(const std::vector<DecisionOutcome>& decisions) {
+// choice: the name of the choice's field ("path"; "fusion" for fused or separate).
+nlohmann::json decisions_json(const std::vector<DecisionOutcome>& decisions,
+                              const std::string& choice) {
   nlohmann::json rows = nlohmann::json::array();
   for (const DecisionOutcome& outcome : decisions) {
     nlohmann::json alternatives = nlohmann::json::object();
@@ -89,10 +93,10 @@ nlohmann::json decisions_json(const std::vector<DecisionOutcome>& decisions) {
                     {"state", outcome.from_db   ? "stored"
                               : outcome.decided ? "decided"
                                                 : "not decided: " + outcome.skipped},
-                    {"path", outcome.decision.choice},
+                    {choice, outcome.decision.choice},
                     {"config", outcome.decision.config},
                     {"median_us", outcome.decision.median_us},
-                    {"default_path", outcome.decision.default_choice},
+                    {"default_" + choice, outcome.decision.default_choice},
                     {"default_us", outcome.decision.default_us},
                     {"alternatives_us", alternatives}});
   }
@@ -167,7 +171,10 @@ void run_tune(const TuneArgs& args) {
                              {"decisions_stored", counts.decisions_from_db},
                              {"seconds", counts.seconds},
                              {"results", outcomes_json(outcomes)},
-                             {"decisions", decisions_json(tuner.decisions())}};
+                             {"fusions_made", counts.fusions},
+                             {"fusions_stored", counts.fusions_from_db},
+                             {"decisions", decisions_json(tuner.decisions(), "path")},
+                             {"fusions", decisions_json(tuner.fusions(), "fusion")}};
     std::printf("%s\n", report.dump().c_str());
     return;
   }
@@ -176,13 +183,17 @@ void run_tune(const TuneArgs& args) {
   print_outcomes(outcomes);
   std::printf("paths per shape and M bucket:\n");
   print_decisions(tuner.decisions());
+  if (!tuner.fusions().empty()) {
+    std::printf("fused projections per M bucket (config: the parts' N):\n");
+    print_decisions(tuner.fusions());
+  }
   std::printf(
-      "%lld problems: %lld tuned, %lld stored; %lld paths decided, %lld stored; compiles %lld, "
-      "timings %lld, validations %lld, %.1f s\n",
+      "%lld problems: %lld tuned, %lld stored; %lld paths decided, %lld stored; %lld fusions "
+      "decided, %lld stored; compiles %lld, timings %lld, validations %lld, %.1f s\n",
       (long long)counts.problems, (long long)counts.tuned, (long long)counts.from_db,
-      (long long)counts.decisions, (long long)counts.decisions_from_db,
-      (long long)compiles.compiles, (long long)counts.timings, (long long)counts.validations,
-      counts.seconds);
+      (long long)counts.decisions, (long long)counts.decisions_from_db, (long long)counts.fusions,
+      (long long)counts.fusions_from_db, (long long)compiles.compiles, (long long)counts.timings,
+      (long long)counts.validations, counts.seconds);
   if (args.verbose) {
     // What a warm second run proves: compiles 0, timings 0.
     std::printf(
@@ -214,7 +225,7 @@ void add_tune_command(CLI::App& app) {
   tune->add_flag("--gemm-space", args->whole_gemm_space,
                  "Dequant+gemm path: try every gemm_f16 configuration, not only the default");
   tune->add_flag("--force", args->force,
-                 "Forget stored winners, trials and path decisions of these shapes first");
+                 "Forget stored winners, trials, path and fusion decisions of these shapes first");
   tune->add_flag("--json", args->json, "Print one JSON object instead of text");
   tune->add_flag("-q,--quiet", args->quiet, "No progress lines");
   tune->add_flag("-v,--verbose", args->verbose,

@@ -1,7 +1,8 @@
 // The tuning loop (autotuner.hpp): find the problems, compile their candidates, then per shape
 // (sharing its weights on the device) and bucket: search each path's family within its share,
-// store the winner at once, compile it alone in the background, and decide the bucket's path.
-// Per problem the order is fixed so that an interrupted tune resumes (problem_search.hpp).
+// store the winner at once, compile it alone in the background, and decide the bucket's path;
+// then the fusion decisions from the path decisions. Per problem the order is fixed so that an
+// interrupted tune resumes (problem_search.hpp).
 #include "tuner/autotuner.hpp"
 
 #include <algorithm>
@@ -14,10 +15,12 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "tuner/budget.hpp"
 #include "tuner/path_decision.hpp"
 #include "tuner/problem_search.hpp"
+#include "tuner/projection_fusion.hpp"
 #include "tuner/shape_bench.hpp"
 #include "tuner/tuned_families.hpp"
 
@@ -82,6 +85,20 @@ struct BucketWork {
   size_t decision = 0;           // into decisions
 };
 
+// One fused shape and bucket: the path decisions it compares and its fusion decision.
+struct FusionWork {
+  size_t fused = 0;           // into decisions: the fused shape's path decision
+  std::vector<size_t> parts;  // into decisions: each part's
+  std::string parts_text;     // fusion_parts_text of the parts
+  size_t fusion = 0;          // into fusions
+};
+
+using BucketShape = std::tuple<int64_t, int64_t, int64_t, bool, int>;
+
+BucketShape bucket_shape(const MatmulShapeKey& shape, int bucket) {
+  return {shape.K, shape.N, shape.group_size, shape.act_order, bucket};
+}
+
 class TuneRun {
  public:
   TuneRun(Backend& backend, KernelService& service, TuningDb& db, const TuneOptions& options,
@@ -97,7 +114,8 @@ class TuneRun {
         jobs_(options.jobs > 0 ? options.jobs
                                : int(std::max(1u, std::thread::hardware_concurrency()))) {}
   std::vector<ProblemOutcome> run(const std::vector<TuneShape>& shapes,
-                                  std::vector<DecisionOutcome>& decisions);
+                                  std::vector<DecisionOutcome>& decisions,
+                                  std::vector<DecisionOutcome>& fusions);
 
  private:
   void say(const std::string& line) const {
@@ -111,11 +129,13 @@ class TuneRun {
     return *found;
   }
   void find_problems(const std::vector<TuneShape>& shapes);
+  void find_fusions(const std::vector<TuneShape>& shapes);
   std::vector<CandidateVerdict> verdicts_before_compile(const ProblemOutcome& outcome);
   void compile_candidates();
   void tune_shape(size_t first, size_t end, TuneBudget& budget, size_t& index);
   void tune_problem(ProblemOutcome& outcome, ShapeBench& bench, double share);
   void decide(const BucketWork& work);
+  void decide_fusion_of(const FusionWork& work);
   void start_winner_compile(size_t outcome);
   void collect_winner_compiles(bool wait);
 
@@ -133,6 +153,9 @@ class TuneRun {
   std::vector<ProblemOutcome> outcomes_;
   std::vector<DecisionOutcome> decisions_;
   std::vector<BucketWork> buckets_;
+  std::map<BucketShape, size_t> decision_index_;  // shape and bucket -> into decisions_
+  std::vector<DecisionOutcome> fusions_;
+  std::vector<FusionWork> fusion_work_;
   CompileEstimate compile_estimate_{BudgetPolicy{}.compile_guess_seconds};
   // std::async futures wait in their destructors: an exception leaves no compile running behind.
   std::list<WinnerCompile> winner_compiles_;
@@ -176,11 +199,46 @@ void TuneRun::find_problems(const std::vector<TuneShape>& shapes) {
         decision.decision = *stored;
         ++counters_.decisions_from_db;
       }
+      decision_index_[bucket_shape(shape.shape, bucket)] = decisions_.size();
       decisions_.push_back(std::move(decision));
       buckets_.push_back(std::move(work));
     }
   }
   counters_.problems = int64_t(outcomes_.size());
+}
+
+// Fused shapes whose parts are tuned too, at every bucket where each of them has a path decision.
+// Stored fusions stand when their parts match and nothing they compare was decided anew.
+void TuneRun::find_fusions(const std::vector<TuneShape>& shapes) {
+  const std::string hash = projection_fusion_source_hash();
+  for (const FusedProjection& projection : fused_projections(shapes)) {
+    for (int bucket : options_.m_buckets) {
+      const auto fused = decision_index_.find(bucket_shape(projection.fused, bucket));
+      if (fused == decision_index_.end()) continue;
+      FusionWork work{fused->second, {}, fusion_parts_text(projection.parts), fusions_.size()};
+      bool inputs_stored = decisions_[fused->second].from_db;
+      for (const MatmulShapeKey& part : projection.parts) {
+        const auto found = decision_index_.find(bucket_shape(part, bucket));
+        if (found == decision_index_.end()) break;
+        work.parts.push_back(found->second);
+        inputs_stored = inputs_stored && decisions_[found->second].from_db;
+      }
+      if (work.parts.size() != projection.parts.size()) continue;  // a part cannot run here
+      DecisionOutcome outcome;
+      outcome.key =
+          make_tuning_key(fingerprint_, kProjectionFusionFamily, hash, projection.fused, bucket);
+      outcome.projections = projection.name;
+      if (options_.force) db_.forget(outcome.key);
+      const auto stored = db_.find_decision(outcome.key);
+      if (stored && stored->config == work.parts_text && inputs_stored) {
+        outcome.from_db = true;
+        outcome.decision = *stored;
+        ++counters_.fusions_from_db;
+      }
+      fusions_.push_back(std::move(outcome));
+      fusion_work_.push_back(std::move(work));
+    }
+  }
 }
 
 std::vector<CandidateVerdict> TuneRun::verdicts_before_compile(const ProblemOutcome& outcome) {
@@ -357,6 +415,29 @@ void TuneRun::decide(const BucketWork& work) {
   ++counters_.decisions;
 }
 
+// From the times of the kernels the path decisions chose: nothing is timed here.
+void TuneRun::decide_fusion_of(const FusionWork& work) {
+  DecisionOutcome& outcome = fusions_[work.fusion];
+  const auto chosen_us = [&](size_t index) {
+    const DecisionRecord& decision = decisions_[index].decision;
+    return decision.choice.empty() ? 0.0 : decision.median_us;
+  };
+  std::vector<double> parts_us;
+  for (size_t part : work.parts) parts_us.push_back(chosen_us(part));
+  std::optional<DecisionRecord> decision =
+      decide_fusion(chosen_us(work.fused), parts_us, work.parts_text);
+  if (!decision) {
+    outcome.skipped = "the fused shape or a part has no decided path";
+    return;
+  }
+  db_.save_decision(outcome.key, *decision);
+  outcome.decision = *decision;
+  outcome.decided = true;
+  ++counters_.fusions;
+  say(outcome.key.shape_label() + " (" + outcome.projections + " = " + work.parts_text +
+      "): " + decision->choice);
+}
+
 // Buckets [first, end) of one shape: one bench for all of them (when anything is to be timed).
 void TuneRun::tune_shape(size_t first, size_t end, TuneBudget& budget, size_t& index) {
   int64_t max_rows = 0, scratch = 16;
@@ -397,8 +478,10 @@ void TuneRun::tune_shape(size_t first, size_t end, TuneBudget& budget, size_t& i
 }
 
 std::vector<ProblemOutcome> TuneRun::run(const std::vector<TuneShape>& shapes,
-                                         std::vector<DecisionOutcome>& decisions) {
+                                         std::vector<DecisionOutcome>& decisions,
+                                         std::vector<DecisionOutcome>& fusions) {
   find_problems(shapes);
+  find_fusions(shapes);
   const bool pending =
       std::any_of(outcomes_.begin(), outcomes_.end(), [](auto& o) { return !o.from_db; }) ||
       std::any_of(decisions_.begin(), decisions_.end(), [](auto& d) { return !d.from_db; });
@@ -438,7 +521,17 @@ std::vector<ProblemOutcome> TuneRun::run(const std::vector<TuneShape>& shapes,
     }
     collect_winner_compiles(true);
   }
+  for (const FusionWork& work : fusion_work_) {
+    DecisionOutcome& fusion = fusions_[work.fusion];
+    if (fusion.from_db) continue;
+    if (db_.read_only()) {
+      fusion.skipped = "tuning database is read-only";
+    } else {
+      decide_fusion_of(work);
+    }
+  }
   decisions = std::move(decisions_);
+  fusions = std::move(fusions_);
   return std::move(outcomes_);
 }
 
@@ -451,8 +544,9 @@ std::vector<ProblemOutcome> Autotuner::tune(const std::vector<TuneShape>& shapes
   const Clock::time_point start = Clock::now();
   counters_ = {};
   decisions_.clear();
+  fusions_.clear();
   std::vector<ProblemOutcome> outcomes =
-      TuneRun(backend_, service_, db_, options_, counters_).run(shapes, decisions_);
+      TuneRun(backend_, service_, db_, options_, counters_).run(shapes, decisions_, fusions_);
   counters_.seconds = seconds_since(start);
   return outcomes;
 }

@@ -2,7 +2,9 @@
 // database. Per bucket it tunes each path that can run there (the q4_matmul GEMV family up to 16
 // rows, the q4_mma tensor-core family and dequantize + gemm_f16 from 16 rows; path_decision.hpp)
 // and stores the winner of each, then decides which path runs the bucket (the decisions table,
-// read by MatmulChooser). Candidates are enumerated, pruned, compiled (store first, on a thread
+// read by MatmulChooser); last, per fused shape (qkv, gate_up) and bucket, whether the fused
+// matmul beats its parts run separately (projection_fusion.hpp: from the path decisions' times,
+// no timing of its own). Candidates are enumerated, pruned, compiled (store first, on a thread
 // pool) and pruned again up front; then per problem within its share of the budget
 // (budget.hpp: re-balanced after every problem, a floor for each) the search of
 // problem_search.hpp validates against the CPU reference, times and halves, saving trials as they
@@ -60,11 +62,14 @@ struct ProblemOutcome {
   WinnerRecord winner;  // valid when from_db or tuned
 };
 
-// The path decision of one shape and M bucket (key.family "matmul_path").
+// The path decision of one shape and M bucket (key.family "matmul_path"), or the fusion decision
+// of one fused shape and M bucket (key.family "projection_fusion", projections "qkv").
 struct DecisionOutcome {
   TuningKey key;
   std::string projections;
-  bool from_db = false;  // found in the database with every path's winner: nothing done
+  // Found in the database with everything it was decided from (every path's winner; for a
+  // fusion, the path decisions of the fused shape and its parts): nothing done.
+  bool from_db = false;
   bool decided = false;  // decided and stored now
   std::string skipped;   // why not decided (no path has a timed winner), or empty
   DecisionRecord decision;
@@ -78,6 +83,8 @@ struct TuneCounters {
   int64_t timings = 0;      // time_calls measurements (graph timings), ceiling included
   int64_t decisions = 0;    // path decisions made now
   int64_t decisions_from_db = 0;
+  int64_t fusions = 0;  // projection fusion decisions made now (no timing of their own)
+  int64_t fusions_from_db = 0;
   int64_t winner_compiles = 0;  // winners compiled alone in the background (store hits included)
   double seconds = 0;
 };
@@ -89,6 +96,8 @@ class Autotuner {
   const TuneCounters& counters() const { return counters_; }
   // The path decisions of the last tune(), one per shape and bucket, in tuning order.
   const std::vector<DecisionOutcome>& decisions() const { return decisions_; }
+  // The fusion decisions of the last tune(), one per fused shape and bucket.
+  const std::vector<DecisionOutcome>& fusions() const { return fusions_; }
 
  private:
   Backend& backend_;
@@ -97,6 +106,7 @@ class Autotuner {
   TuneOptions options_;
   TuneCounters counters_;
   std::vector<DecisionOutcome> decisions_;
+  std::vector<DecisionOutcome> fusions_;
 };
 
 }  // namespace q4jit

@@ -3,6 +3,7 @@
 
 #include "tuner/dequant_gemm_tuning.hpp"
 #include "tuner/path_decision.hpp"
+#include "tuner/projection_fusion.hpp"
 #include "tuner/q4_matmul_tuning.hpp"
 #include "tuner/q4_mma_tuning.hpp"
 
@@ -50,7 +51,8 @@ MatmulChooser::MatmulChooser(const TuningDb* db, DeviceFingerprint fingerprint, 
       gemv_source_hash_(family_source_hash(q4_matmul_family())),
       mma_source_hash_(family_source_hash(q4_mma_family())),
       dequant_gemm_source_hash_(dequant_gemm_source_hash()),
-      path_source_hash_(matmul_path_source_hash()) {}
+      path_source_hash_(matmul_path_source_hash()),
+      fusion_source_hash_(projection_fusion_source_hash()) {}
 
 MatmulChoice MatmulChooser::choose(const MatmulShapeKey& shape, int64_t M) const {
   MatmulChoice choice = default_choice(shape, M);
@@ -58,6 +60,15 @@ MatmulChoice MatmulChooser::choose(const MatmulShapeKey& shape, int64_t M) const
   if (stored_decision(shape, M, choice)) return choice;
   tuned_default_path(shape, M, choice);
   return choice;
+}
+
+bool MatmulChooser::fuse(const MatmulShapeKey& fused, std::span<const MatmulShapeKey> parts) const {
+  if (db_ == nullptr || db_->read_only()) return true;
+  const std::optional<DecisionRecord> decision = db_->find_decision(
+      make_tuning_key(fingerprint_, kProjectionFusionFamily, fusion_source_hash_, fused, 1));
+  // A decision for other parts of the same fused N (another model's split) says nothing here.
+  if (!decision || decision->config != fusion_parts_text(parts)) return true;
+  return decision->choice != kSeparateChoice;
 }
 
 namespace {

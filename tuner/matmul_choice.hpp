@@ -3,13 +3,15 @@
 // dequantize_q4 + gemm_f16. In order: the tuned decision of M's bucket (path and configuration,
 // the decisions table, path_decision.hpp); else the default path with its family's tuned winner
 // at that bucket; else the built-in defaults below. The engine asks once per shape and row count
-// it will run, at load, so a warm start reads the database and compiles nothing new.
+// it will run, at load, so a warm start reads the database and compiles nothing new. Also whether
+// projections that read one input run fused (the decisions table, projection_fusion.hpp).
 // Not here: tuning (autotuner.hpp, tune_missing.hpp), loading and launching (the runners, the
 // engine).
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "cache/tuning_db.hpp"
@@ -52,6 +54,12 @@ class MatmulChooser {
   // decision or winner that is not (a hand-edited or foreign row) is ignored.
   MatmulChoice choose(const MatmulShapeKey& shape, int64_t M) const;
 
+  // Whether the projections `parts` (q, k, v or gate, up: the keys passed to choose) should be
+  // uploaded and run as the one matmul `fused` (their N side by side). The tuned decision at M
+  // bucket 1 (decode fixes the weight layout at load) when one is stored for these parts, else
+  // true (the default). Ask only for parts that can fuse (equal K, group size, permutation).
+  bool fuse(const MatmulShapeKey& fused, std::span<const MatmulShapeKey> parts) const;
+
   // Defaults without the database: gemv up to kDefaultGemvMaxRows rows (or on GPUs older than
   // sm_80, which lack the tensor-core families), q4_mma above.
   static constexpr int64_t kDefaultGemvMaxRows = 8;
@@ -74,6 +82,7 @@ class MatmulChooser {
   std::string mma_source_hash_;
   std::string dequant_gemm_source_hash_;
   std::string path_source_hash_;
+  std::string fusion_source_hash_;
 };
 
 }  // namespace q4jit

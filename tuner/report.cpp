@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "tuner/path_decision.hpp"
+#include "tuner/projection_fusion.hpp"
 
 namespace q4jit {
 
@@ -75,7 +76,20 @@ std::string alternatives_text(const DecisionRecord& decision) {
   return text;
 }
 
+// "1.08x": how much longer the parts take than the fused matmul (above 1: fusing pays).
+std::string fusion_gain_text(const DecisionRecord& fusion) {
+  const double fused = alternative_us(fusion, kFusedChoice);
+  return fused > 0 ? fixed(alternative_us(fusion, kSeparateChoice) / fused, 2) + "x" : "";
+}
+
 }  // namespace
+
+double alternative_us(const DecisionRecord& decision, const std::string& name) {
+  for (const auto& [alternative, us] : decision.alternatives) {
+    if (alternative == name) return us;
+  }
+  return 0;
+}
 
 int64_t q4_weight_bytes(int64_t K, int64_t N, int64_t group_size, bool act_order) {
   const int64_t G = group_size > 0 ? K / group_size : 1;
@@ -96,8 +110,10 @@ Report build_report(const TuningDb& db, const std::string& device_filter,
     });
   };
   for (DecisionRow& decision : db.decisions(device_filter)) {
-    if (decision.key.family == kMatmulPathFamily && wanted(decision.key))
-      report.decisions.push_back(std::move(decision));
+    if (!wanted(decision.key)) continue;
+    if (decision.key.family == kMatmulPathFamily) report.decisions.push_back(std::move(decision));
+    if (decision.key.family == kProjectionFusionFamily)
+      report.fusions.push_back(std::move(decision));
   }
   for (const ResultRow& result : db.results(device_filter)) {
     const TuningKey& key = result.key;
@@ -109,6 +125,9 @@ Report build_report(const TuningDb& db, const std::string& device_filter,
       row.path = to_string(*path);
     for (const DecisionRow& decision : report.decisions) {
       if (same_problem(decision.key, key)) row.decided_path = decision.decision.choice;
+    }
+    for (const DecisionRow& fusion : report.fusions) {
+      if (same_problem(fusion.key, key)) row.fusion = fusion.decision;
     }
     row.trials = db.trials(key);
     std::stable_sort(row.trials.begin(), row.trials.end(),
@@ -202,14 +221,77 @@ std::string report_json(const Report& report) {
                                  {"alternatives_us", alternatives},
                                  {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
   }
+  json["fusions"] = nlohmann::ordered_json::array();
+  for (const DecisionRow& row : report.fusions) {
+    const DecisionRecord& d = row.decision;
+    json["fusions"].push_back(
+        {{"device", row.key.device.name},
+         {"K", row.key.K},
+         {"N", row.key.N},
+         {"group_size", row.key.group_size},
+         {"act_order", row.key.act_order},
+         {"m_bucket", row.key.m_bucket},
+         {"dtype", row.key.dtype},
+         {"parts", d.config},
+         {"choice", d.choice},
+         {"fused_us", std::stod(fixed(alternative_us(d, kFusedChoice), 3))},
+         {"separate_us", std::stod(fixed(alternative_us(d, kSeparateChoice), 3))},
+         {"default", d.default_choice},
+         {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
+  }
   return json.dump(2) + "\n";
 }
+
+namespace {
+
+// "fused,12.500,14.250", or ",," for a row without a fusion decision.
+std::string fusion_columns(const ReportRow& row) {
+  if (!row.fusion) return ",,";
+  return row.fusion->choice + "," + fixed(alternative_us(*row.fusion, kFusedChoice), 3) + "," +
+         fixed(alternative_us(*row.fusion, kSeparateChoice), 3);
+}
+
+std::string fusion_markdown(const Report& report) {
+  if (report.fusions.empty()) return "";
+  std::string out =
+      "\n## Projection fusion\n\n| device | fused shape (KxN) | parts (N) | M | choice | fused us "
+      "| "
+      "separate us | separate / fused |\n|---|---|---|---|---|---|---|---|\n";
+  for (const DecisionRow& row : report.fusions) {
+    const DecisionRecord& d = row.decision;
+    out += "| " + row.key.device.name + " | " + shape_text(row.key) + " | " + d.config + " | " +
+           std::to_string(row.key.m_bucket) + " | " + d.choice + " | " +
+           fixed(alternative_us(d, kFusedChoice), 2) + " | " +
+           fixed(alternative_us(d, kSeparateChoice), 2) + " | " + fusion_gain_text(d) + " |\n";
+  }
+  return out;
+}
+
+std::string fusion_html(const Report& report) {
+  if (report.fusions.empty()) return "";
+  std::string out =
+      "<h2>Projection fusion</h2>\n<table><tr><th>device</th><th>fused shape (KxN)</th>"
+      "<th>parts (N)</th><th>M</th><th>choice</th><th>fused us</th><th>separate us</th>"
+      "<th>separate / fused</th></tr>\n";
+  for (const DecisionRow& row : report.fusions) {
+    const DecisionRecord& d = row.decision;
+    out += "<tr><td>" + escape_html(row.key.device.name) + "</td><td>" +
+           escape_html(shape_text(row.key)) + "</td><td>" + escape_html(d.config) + "</td><td>" +
+           std::to_string(row.key.m_bucket) + "</td><td>" + escape_html(d.choice) + "</td><td>" +
+           fixed(alternative_us(d, kFusedChoice), 2) + "</td><td>" +
+           fixed(alternative_us(d, kSeparateChoice), 2) + "</td><td>" + fusion_gain_text(d) +
+           "</td></tr>\n";
+  }
+  return out + "</table>\n";
+}
+
+}  // namespace
 
 std::string report_csv(const Report& report) {
   std::string out =
       "device,family,K,N,group_size,act_order,m_bucket,dtype,config,default_config,median_us,"
       "min_us,p90_us,default_us,speedup,tbps,ceiling_fraction,candidates_tried,"
-      "candidates_failed,tuning_seconds,path,decided_path\n";
+      "candidates_failed,tuning_seconds,path,decided_path,fusion,fused_us,separate_us\n";
   for (const ReportRow& row : report.rows) {
     const TuningKey& key = row.key;
     const WinnerRecord& w = row.winner;
@@ -220,7 +302,8 @@ std::string report_csv(const Report& report) {
            fixed(w.min_us, 3) + "," + fixed(w.p90_us, 3) + "," + fixed(w.default_us, 3) + "," +
            fixed(row.speedup, 3) + "," + fixed(row.tbps, 3) + "," + fixed(row.ceiling_fraction, 3) +
            "," + std::to_string(w.candidates_tried) + "," + std::to_string(failures(row)) + "," +
-           fixed(w.tuning_seconds, 2) + "," + row.path + "," + row.decided_path + "\n";
+           fixed(w.tuning_seconds, 2) + "," + row.path + "," + row.decided_path + "," +
+           fusion_columns(row) + "\n";
   }
   return out;
 }
@@ -261,6 +344,7 @@ std::string report_markdown(const Report& report) {
            fixed(d.median_us, 2) + " | " + d.default_choice + " | " + fixed(d.default_us, 2) +
            " | " + alternatives_text(d) + " |\n";
   }
+  out += fusion_markdown(report);
   for (const ReportRow& row : report.rows) {
     out += "\n## " + row.key.shape_label() +
            "\n\n| config | status | us | rung | detail |\n"
@@ -390,6 +474,7 @@ std::string report_html(const Report& report) {
     }
     out += "</table>\n";
   }
+  out += fusion_html(report);
   for (const ReportRow& row : report.rows) {
     out += "<h2>" + escape_html(row.key.shape_label()) + " on " + escape_html(row.key.device.name) +
            "</h2>\n" + trial_chart(row);

@@ -29,6 +29,7 @@ TuneMissingResult tune_missing(Backend& backend, KernelService& service, TuningD
   result.problems = tuner.tune(model_matmul_shapes(model_dir));
   result.counters = tuner.counters();
   result.decisions = tuner.decisions();
+  result.fusions = tuner.fusions();
   return result;
 }
 

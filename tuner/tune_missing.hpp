@@ -1,6 +1,7 @@
 // Tuning at model load, for the engine's `--tune auto|off`: tune_missing() tunes exactly the
 // matmul problems of a model folder that the tuning database lacks (every path's winner and the
-// path decision per weight shape and M bucket, autotuner.hpp) and nothing else.
+// path decision per weight shape and M bucket, and the fusion decision per fused shape and
+// bucket, autotuner.hpp) and nothing else.
 //   - With everything stored it returns at once: 0 compiles, 0 timings, 0 validations, which is
 //     what a warm start must cost (counters say so; tests check it).
 //   - An fp16 (not GPTQ) model has no q4 matmul to tune: an empty result, no error.
@@ -38,6 +39,7 @@ struct TuneMissingResult {
   TuneCounters counters;  // problems, from_db, tuned, validations, timings, decisions, ...
   std::vector<ProblemOutcome> problems;
   std::vector<DecisionOutcome> decisions;
+  std::vector<DecisionOutcome> fusions;  // qkv and gate_up: fused or separate per bucket
 };
 
 // Tunes the problems of the model in `model_dir` that `db` lacks on this device, within

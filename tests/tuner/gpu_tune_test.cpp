@@ -3,13 +3,17 @@
 // a second run that finds everything stored and compiles 0 kernels (the service refuses any
 // compile), times 0 and validates 0; every winner's kernels come from the store by the request a
 // warm load makes, and MatmulChooser picks each stored decision. tune_missing() tunes only what is
-// absent. With Q4JIT_TUNE_7B=1 the same for the Llama-7B shapes, printing the numbers the issue
-// asks for. Skips without a GPU. Environment (the lead's GPU batch):
+// absent. The projection fusion decisions (qkv, gate_up: fused or separate per bucket) come from
+// the path decisions' times, and a second run finds them stored. With Q4JIT_TUNE_7B=1 the same
+// for the Llama-7B shapes, printing the numbers the issue asks for. Skips without a GPU.
+// Environment (the lead's GPU batch):
 //   Q4JIT_MODEL_DIR=<repo>/models/fixture Q4JIT_CACHE_DIR=/tmp/k Q4JIT_TUNE_BUDGET=60
 //   [Q4JIT_TUNE_7B=1] q4jit_tuner_tests --gtest_filter='GpuTune.*'
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -18,6 +22,8 @@
 #include "tuner/autotuner.hpp"
 #include "tuner/model_shapes.hpp"
 #include "tuner/path_decision.hpp"
+#include "tuner/projection_fusion.hpp"
+#include "tuner/report.hpp"
 #include "tuner/tune_missing.hpp"
 #include "tuner/tuned_families.hpp"
 
@@ -100,6 +106,17 @@ void print_decisions(const std::vector<DecisionOutcome>& decisions) {
   }
 }
 
+void print_fusions(const std::vector<DecisionOutcome>& fusions) {
+  for (const DecisionOutcome& f : fusions) {
+    std::printf(
+        "  fusion %-8s K%-6lld N%-6lld m%-5d %-9s parts %s: fused %.2f us, separate %.2f us%s\n",
+        f.projections.c_str(), (long long)f.key.K, (long long)f.key.N, f.key.m_bucket,
+        f.decision.choice.c_str(), f.decision.config.c_str(),
+        alternative_us(f.decision, kFusedChoice), alternative_us(f.decision, kSeparateChoice),
+        f.skipped.empty() ? "" : (" SKIPPED: " + f.skipped).c_str());
+  }
+}
+
 // Each winner's kernels load from the store by the requests a warm load makes, with no compile,
 // and their keys are the recorded ones.
 void expect_winners_in_store(Gpu& gpu, KernelService& warm,
@@ -148,6 +165,7 @@ void tune_twice(Gpu& gpu, const std::vector<TuneShape>& shapes, double budget) {
   const std::vector<ProblemOutcome> outcomes = first.tune(shapes);
   print_outcomes(outcomes);
   print_decisions(first.decisions());
+  print_fusions(first.fusions());
   const TuneCounters& counts = first.counters();
   std::printf(
       "first run: %lld problems, %lld tuned, %lld paths decided in %.1f s (budget %.0f s); %s; "
@@ -175,6 +193,9 @@ void tune_twice(Gpu& gpu, const std::vector<TuneShape>& shapes, double budget) {
     EXPECT_TRUE(decision.decided) << decision.key.shape_label() << ": " << decision.skipped;
   }
   expect_chooser_follows_decisions(gpu, db, first.decisions());
+  EXPECT_EQ(counts.fusions,
+            int64_t(fused_projections(shapes).size() * default_tune_buckets().size()));
+  EXPECT_EQ(counts.fusions, int64_t(first.fusions().size()));
 
   KernelServiceOptions no_compile;
   no_compile.assert_no_compile = true;
@@ -183,6 +204,8 @@ void tune_twice(Gpu& gpu, const std::vector<TuneShape>& shapes, double budget) {
   const std::vector<ProblemOutcome> again = second.tune(shapes);
   EXPECT_EQ(second.counters().from_db, second.counters().problems);
   EXPECT_EQ(second.counters().decisions_from_db, int64_t(second.decisions().size()));
+  EXPECT_EQ(second.counters().fusions, 0);
+  EXPECT_EQ(second.counters().fusions_from_db, int64_t(second.fusions().size()));
   EXPECT_EQ(second.counters().timings, 0);
   EXPECT_EQ(second.counters().validations, 0);
   EXPECT_EQ(warm.counters().compiles, 0);
@@ -200,6 +223,72 @@ TEST(GpuTune, FixtureModelThenWarmSecondRun) {
   std::optional<Gpu> gpu = open_gpu(why);
   if (!gpu) GTEST_SKIP() << "no GPU, tuning not run: " << why;
   tune_twice(*gpu, model_matmul_shapes(model_from_environment()), budget_from_environment());
+}
+
+// The fixture's qkv and gate_up (q, k, v and gate, up share their permutations): each fusion is
+// decided at buckets 1 and 16 from the times of the kernels the path decisions chose (fused
+// against the sum of the parts), MatmulChooser::fuse follows bucket 1, and a second run finds every
+// decision stored: 0 compiles, 0 timings, 0 validations, 0 fusions decided.
+TEST(GpuTune, FixtureFusionDecidedThenStored) {
+  std::string why;
+  std::optional<Gpu> gpu = open_gpu(why);
+  if (!gpu) GTEST_SKIP() << "no GPU, tuning not run: " << why;
+  test::TempDir dir;
+  const KernelStore store(store_options(dir));
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  const std::vector<TuneShape> shapes = model_matmul_shapes(model_from_environment());
+  const std::vector<FusedProjection> fused = fused_projections(shapes);
+  ASSERT_EQ(fused.size(), 2u) << "the fixture fuses qkv and gate_up";
+  TuneOptions options = tune_options(budget_from_environment() / 2);
+  options.m_buckets = {1, 16};
+
+  KernelService cold(*gpu->compiler, &store, KernelServiceOptions{});
+  Autotuner first(*gpu->backend, cold, db, options);
+  first.tune(shapes);
+  print_fusions(first.fusions());
+  EXPECT_EQ(first.counters().fusions, 4);
+  ASSERT_EQ(first.fusions().size(), 4u);
+  std::map<std::tuple<int64_t, int64_t, int>, double> chosen_us;  // K, N, bucket -> path's time
+  for (const DecisionOutcome& d : first.decisions())
+    chosen_us[{d.key.K, d.key.N, d.key.m_bucket}] = d.decision.median_us;
+  const DeviceInfo& device = gpu->backend->current_device();
+  const MatmulChooser chooser(&db, device_fingerprint(device, *gpu->compiler), device);
+  for (const DecisionOutcome& f : first.fusions()) {
+    ASSERT_TRUE(f.decided) << f.key.shape_label() << ": " << f.skipped;
+    const auto named = std::find_if(fused.begin(), fused.end(), [&](const FusedProjection& p) {
+      return p.name == f.projections;
+    });
+    ASSERT_NE(named, fused.end()) << f.projections;
+    const FusedProjection& projection = *named;
+    EXPECT_EQ(f.decision.config, fusion_parts_text(projection.parts));
+    const auto time_of = [&](const MatmulShapeKey& shape) {
+      return chosen_us[{shape.K, shape.N, f.key.m_bucket}];
+    };
+    double separate = 0;
+    for (const MatmulShapeKey& part : projection.parts) separate += time_of(part);
+    EXPECT_GT(separate, 0);
+    EXPECT_DOUBLE_EQ(alternative_us(f.decision, kFusedChoice), time_of(projection.fused));
+    EXPECT_DOUBLE_EQ(alternative_us(f.decision, kSeparateChoice), separate);
+    if (f.key.m_bucket == 1) {
+      EXPECT_EQ(chooser.fuse(projection.fused, projection.parts), f.decision.choice == "fused")
+          << f.projections;
+    }
+  }
+
+  KernelServiceOptions no_compile;
+  no_compile.assert_no_compile = true;
+  KernelService warm(*gpu->compiler, &store, no_compile);
+  Autotuner second(*gpu->backend, warm, db, options);
+  second.tune(shapes);
+  EXPECT_EQ(second.counters().fusions, 0);
+  EXPECT_EQ(second.counters().fusions_from_db, 4);
+  EXPECT_EQ(second.counters().timings, 0);
+  EXPECT_EQ(second.counters().validations, 0);
+  EXPECT_EQ(warm.counters().compiles, 0);
+  for (size_t i = 0; i < second.fusions().size(); ++i) {
+    EXPECT_TRUE(second.fusions()[i].from_db);
+    EXPECT_EQ(second.fusions()[i].decision.choice, first.fusions()[i].decision.choice);
+  }
 }
 
 // tune_missing at load: nothing for an fp16 model; the first call tunes buckets 1 and 16, a
@@ -227,6 +316,9 @@ TEST(GpuTune, TuneMissingTunesOnlyWhatIsAbsent) {
   const TuneMissingResult first = tune_missing(*gpu->backend, cold, db, model, options);
   EXPECT_EQ(first.counters.tuned, first.counters.problems);
   EXPECT_EQ(first.counters.decisions, int64_t(2 * shapes));
+  const int64_t fused = int64_t(fused_projections(model_matmul_shapes(model)).size());
+  EXPECT_EQ(first.counters.fusions, 2 * fused);
+  EXPECT_EQ(int64_t(first.fusions.size()), 2 * fused);
 
   KernelServiceOptions no_compile;
   no_compile.assert_no_compile = true;
@@ -237,6 +329,8 @@ TEST(GpuTune, TuneMissingTunesOnlyWhatIsAbsent) {
   EXPECT_EQ(again.counters.timings, 0);
   EXPECT_EQ(again.counters.validations, 0);
   EXPECT_EQ(again.counters.decisions, 0);
+  EXPECT_EQ(again.counters.fusions, 0);
+  EXPECT_EQ(again.counters.fusions_from_db, 2 * fused);
   EXPECT_EQ(warm.counters().compiles, 0);
 
   options.m_buckets = {1, 16, 64};
@@ -244,6 +338,7 @@ TEST(GpuTune, TuneMissingTunesOnlyWhatIsAbsent) {
   const TuneMissingResult wider = tune_missing(*gpu->backend, more, db, model, options);
   EXPECT_EQ(wider.counters.from_db, first.counters.problems);
   EXPECT_EQ(wider.counters.decisions, int64_t(shapes));
+  EXPECT_EQ(wider.counters.fusions, fused) << "bucket 64 only";
   for (const ProblemOutcome& outcome : wider.problems) {
     EXPECT_EQ(outcome.tuned, outcome.key.m_bucket == 64) << outcome.key.shape_label();
   }

@@ -1,6 +1,7 @@
 // Reports of a fixed recorded database in each format against checked-in files
 // (tests/fixtures/report.{json,csv,md,html}); Q4JIT_UPDATE_FIXTURES=1 rewrites them (review the
-// diff). Also: the HTML is self-contained, and the model filter and bandwidth arithmetic.
+// diff). Also: the HTML is self-contained, the model filter and bandwidth arithmetic, and the
+// projection fusion decisions in every format.
 #include "tuner/report.hpp"
 
 #include <cstdlib>
@@ -8,8 +9,10 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "tests/support/test_support.hpp"
+#include "tuner/projection_fusion.hpp"
 
 namespace q4jit {
 namespace {
@@ -29,8 +32,9 @@ TrialRecord trial(const std::string& config, TrialStatus status, double median_u
 }
 
 // The recorded database: an H100 with its ceiling, two q4_matmul problems of one shape, one where
-// a candidate won and one where the 2% rule kept the default, a q4_mma winner at M 16, and the
-// path decisions at M 1 (gemv) and 16 (mma, gemv and dequant_gemm measured).
+// a candidate won and one where the 2% rule kept the default, a q4_mma winner at M 16, the
+// path decisions at M 1 (gemv) and 16 (mma, gemv and dequant_gemm measured), and the shape as a
+// qkv of three 4096-wide parts: fused at M 1, separate at M 16.
 void write_recorded_db(TuningDb& db) {
   TuningKey key;
   key.device = {"NVIDIA H100 80GB HBM3", 90, 132, 13000, "13-0"};
@@ -86,6 +90,16 @@ void write_recorded_db(TuningDb& db) {
                           24.5,
                           {{"gemv", 80.25}, {"mma", 24.5}, {"dequant_gemm", 190.0}},
                           2.5});
+
+  TuningKey fusion = key;
+  fusion.family = kProjectionFusionFamily;
+  fusion.source_hash = "f00d";
+  fusion.m_bucket = 1;
+  db.save_decision(fusion,
+                   *decide_fusion(15.5, std::vector<double>{5.5, 5.25, 5.5}, "4096+4096+4096"));
+  fusion.m_bucket = 16;
+  db.save_decision(fusion,
+                   *decide_fusion(24.5, std::vector<double>{7.75, 7.75, 7.75}, "4096+4096+4096"));
 }
 
 std::string read_text(const std::filesystem::path& path) {
@@ -128,6 +142,15 @@ TEST(Report, NumbersAndFilters) {
   EXPECT_EQ(report.rows[2].path, "mma");
   EXPECT_EQ(report.rows[2].decided_path, "mma");
   EXPECT_EQ(report.decisions[1].decision.alternatives.size(), 3u);
+  ASSERT_EQ(report.fusions.size(), 2u);
+  EXPECT_EQ(report.fusions[0].decision.choice, "fused");
+  EXPECT_EQ(report.fusions[1].decision.choice, "separate") << "24.50 us > 1.02 * 23.25 us";
+  EXPECT_DOUBLE_EQ(alternative_us(report.fusions[1].decision, "separate"), 23.25);
+  ASSERT_TRUE(row.fusion);
+  EXPECT_EQ(row.fusion->choice, "fused");
+  EXPECT_FALSE(report.rows[1].fusion) << "no fusion decision at M 2";
+  ASSERT_TRUE(report.rows[2].fusion);
+  EXPECT_EQ(report.rows[2].fusion->choice, "separate");
   // qweight 4096/8*12288*4 + scales 32*12288*2 + qzeros 32*1536*4 + g_idx 4096*4.
   EXPECT_EQ(row.weight_bytes, 25165824 + 786432 + 196608 + 16384);
   EXPECT_NEAR(row.speedup, 20.0 / 15.5, 1e-9);
@@ -136,10 +159,12 @@ TEST(Report, NumbersAndFilters) {
   EXPECT_EQ(row.trials.front().config, "bt128.cpt4.lw128.ks512.mb1.xs.f32.at");  // fastest first
   EXPECT_TRUE(build_report(db, "A100").rows.empty());
   EXPECT_TRUE(build_report(db, "A100").decisions.empty());
+  EXPECT_TRUE(build_report(db, "A100").fusions.empty());
   const Report other_shape =
       build_report(db, "", std::vector<MatmulShapeKey>{{4096, 4096, 128, true}});
   EXPECT_TRUE(other_shape.rows.empty());
   EXPECT_TRUE(other_shape.decisions.empty());
+  EXPECT_TRUE(other_shape.fusions.empty());
   EXPECT_EQ(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 12288, 128, true}}).rows.size(),
             3u);
   EXPECT_THROW(render_report(report, "pdf"), Error);
@@ -156,6 +181,7 @@ TEST(Report, HtmlIsSelfContained) {
   EXPECT_NE(html.find("<svg"), std::string::npos);
   EXPECT_NE(html.find("&lt;sm_90&gt;"), std::string::npos);  // details are escaped
   EXPECT_NE(html.find("Matmul paths"), std::string::npos);
+  EXPECT_NE(html.find("Projection fusion"), std::string::npos);
 }
 
 TEST(Report, MarkdownShowsThePathChosenPerBucket) {
@@ -166,6 +192,28 @@ TEST(Report, MarkdownShowsThePathChosenPerBucket) {
   EXPECT_NE(md.find("| q4_mma | mma (chosen) |"), std::string::npos) << md;
   EXPECT_NE(md.find("| q4_matmul | gemv (chosen) |"), std::string::npos) << md;
   EXPECT_NE(md.find("gemv 80.25, mma 24.50, dequant_gemm 190.00"), std::string::npos) << md;
+}
+
+TEST(Report, FusionDecisionsInEveryFormat) {
+  test::TempDir dir;
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  write_recorded_db(db);
+  const Report report = build_report(db, "");
+  const std::string md = report_markdown(report);
+  EXPECT_NE(md.find("| 4096x12288 g128 act | 4096+4096+4096 | 16 | separate | 24.50 | 23.25 | "
+                    "0.95x |"),
+            std::string::npos)
+      << md;
+  const std::string csv = report_csv(report);
+  EXPECT_NE(csv.find(",gemv,gemv,fused,15.500,16.250\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",0.50,gemv,,,,\n"), std::string::npos) << "M 2: no decision\n" << csv;
+  const auto json = nlohmann::json::parse(report_json(report));
+  ASSERT_EQ(json["fusions"].size(), 2u);
+  EXPECT_EQ(json["fusions"][0]["choice"], "fused");
+  EXPECT_EQ(json["fusions"][0]["parts"], "4096+4096+4096");
+  EXPECT_DOUBLE_EQ(json["fusions"][0]["separate_us"].get<double>(), 16.25);
+  EXPECT_NE(report_html(report).find("<td>separate</td><td>24.50</td><td>23.25</td>"),
+            std::string::npos);
 }
 
 }  // namespace
