@@ -1,6 +1,7 @@
-// q4jit tuning export FILE / q4jit tuning import FILE: share winners between machines of the
-// same GPU type (tuner/tuning_exchange.hpp). Import checks this machine's device, architecture,
-// driver and NVRTC and this build's kernel sources, and lists what it skipped.
+// q4jit tuning export FILE / q4jit tuning import FILE: share winners and decisions (matmul paths,
+// projection fusion) between machines of the same GPU type (tuner/tuning_exchange.hpp). Import
+// checks this machine's device, architecture, driver and NVRTC and this build's kernel sources,
+// and lists what it skipped; files exported before decisions were shared import too.
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -26,7 +27,8 @@ void run_export(const TuningArgs& args) {
   std::ofstream file(args.file, std::ios::binary);
   file << exported.dump(2) << "\n";
   if (!file) throw Error(args.file + ": cannot write the export");
-  std::printf("exported %zu winners to %s\n", exported["results"].size(), args.file.c_str());
+  std::printf("exported %zu winners and %zu decisions to %s\n", exported["results"].size(),
+              exported["decisions"].size(), args.file.c_str());
 }
 
 void run_import(const TuningArgs& args) {
@@ -38,6 +40,7 @@ void run_import(const TuningArgs& args) {
   } catch (const nlohmann::json::exception& error) {
     throw Error(args.file + ": not JSON: " + error.what());
   }
+  export_version(exported, args.file);  // a wrong file is said before looking for the GPU
   auto backend = open_gpu_backend();
   if (!backend)
     throw Error("tuning import: needs the GPU to check against: " +
@@ -47,30 +50,30 @@ void run_import(const TuningArgs& args) {
   if (!compiler) throw compiler.error();
   const DeviceFingerprint device =
       device_fingerprint(backend.value()->device_info(0), *compiler.value());
-  std::map<std::string, std::string> hashes;
-  for (const KernelFamily& family : kernel_families())
-    hashes[family.name] = family_source_hash(family);
-  const ImportPlan plan = plan_import(exported, device, hashes, args.file);
+  const ImportPlan plan = plan_import(exported, device, tuning_source_hashes(), args.file);
   TuningDb db({default_tuning_db_path(args.tuning_db), {}});
   if (db.read_only())
     throw Error(db.path().string() + ": read-only (newer schema): nothing imported");
   for (const ResultRow& row : plan.accepted) db.save_winner(row.key, row.winner);
+  for (const DecisionRow& row : plan.decisions) db.save_decision(row.key, row.decision);
   for (const std::string& line : plan.skipped) std::printf("skipped %s\n", line.c_str());
-  std::printf("imported %zu winners, skipped %zu\n", plan.accepted.size(), plan.skipped.size());
+  std::printf("imported %zu winners and %zu decisions, skipped %zu\n", plan.accepted.size(),
+              plan.decisions.size(), plan.skipped.size());
 }
 
 }  // namespace
 
 void add_tuning_command(CLI::App& app) {
   auto args = std::make_shared<TuningArgs>();
-  CLI::App* tuning = app.add_subcommand("tuning", "Export or import tuning winners");
+  CLI::App* tuning = app.add_subcommand("tuning", "Export or import tuning winners and decisions");
   tuning->require_subcommand(1);
   tuning->add_option("--tuning-db", args->tuning_db, "Tuning database file");
-  CLI::App* exporting = tuning->add_subcommand("export", "Write every winner to a JSON file");
+  CLI::App* exporting =
+      tuning->add_subcommand("export", "Write every winner and decision to a JSON file");
   exporting->add_option("file", args->file, "Output JSON file")->required();
   exporting->callback([args] { run_export(*args); });
-  CLI::App* importing =
-      tuning->add_subcommand("import", "Read winners tuned on a machine of the same GPU type");
+  CLI::App* importing = tuning->add_subcommand(
+      "import", "Read winners and decisions tuned on a machine of the same GPU type");
   importing->add_option("file", args->file, "A file written by 'q4jit tuning export'")->required();
   importing->callback([args] { run_import(*args); });
 }
