@@ -285,6 +285,7 @@ TEST(GpuTune, FixtureFusionDecidedThenStored) {
   EXPECT_EQ(second.counters().timings, 0);
   EXPECT_EQ(second.counters().validations, 0);
   EXPECT_EQ(warm.counters().compiles, 0);
+  ASSERT_EQ(second.fusions().size(), 4u);
   for (size_t i = 0; i < second.fusions().size(); ++i) {
     EXPECT_TRUE(second.fusions()[i].from_db);
     EXPECT_EQ(second.fusions()[i].decision.choice, first.fusions()[i].decision.choice);
