@@ -17,10 +17,9 @@ struct FusionName {
   std::vector<std::string> parts;
 };
 
-const std::vector<FusionName>& fusion_names() {
-  static const std::vector<FusionName> names = {{"qkv", {"q", "k", "v"}},
-                                                {"gate_up", {"gate", "up"}}};
-  return names;
+// model_shapes.hpp's names: the fused shape's and its parts', in the engine's order.
+std::vector<FusionName> fusion_names() {
+  return {{"qkv", {"q", "k", "v"}}, {"gate_up", {"gate", "up"}}};
 }
 
 bool has_projection(const TuneShape& shape, const std::string& name) {
