@@ -140,8 +140,8 @@ nlohmann::json where_time_goes(Engine& engine) {
     steps.push_back({{"rows", rows},
                      {"position", gpu->position()},
                      {"step_us", profile.step_us},
-                     {"plain_launch_us_by_category", categories},
-                     {"plain_launch_total_us", profile.events_total_us}});
+                     {"op_us_by_category", categories},
+                     {"op_total_us", profile.events_total_us}});
   }
   return steps;
 }
@@ -149,11 +149,11 @@ nlohmann::json where_time_goes(Engine& engine) {
 void print_time_split(const nlohmann::json& steps) {
   if (!steps.is_array()) return;
   for (const auto& step : steps) {
-    std::printf("step of %-4d    %.1f us at position %d; plain launches:", step["rows"].get<int>(),
+    std::printf("step of %-4d    %.1f us at position %d; op by op:", step["rows"].get<int>(),
                 step["step_us"].get<double>(), step["position"].get<int>());
-    for (const auto& [category, us] : step["plain_launch_us_by_category"].items())
+    for (const auto& [category, us] : step["op_us_by_category"].items())
       std::printf(" %s %.1f", category.c_str(), us.get<double>());
-    std::printf(" (sum %.1f us)\n", step["plain_launch_total_us"].get<double>());
+    std::printf(" (sum %.1f us)\n", step["op_total_us"].get<double>());
   }
 }
 

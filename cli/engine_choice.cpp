@@ -17,6 +17,9 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
                   "GPU: tokens per prefill forward at most")
       ->capture_default_str();
   command.add_flag("--no-graphs", option.no_graphs, "GPU: run decode steps without CUDA graphs");
+  command.add_flag("--no-overlap", option.no_overlap,
+                   "GPU: launch each kernel after the previous one ends (default on sm_90+: "
+                   "programmatic dependent launch starts it during the previous one's tail)");
   command
       .add_option("--tune", option.tune,
                   "GPU: auto tunes the model's matmuls missing from the tuning database at load "
@@ -37,6 +40,7 @@ std::unique_ptr<Engine> make_engine(const Model& model, const DeviceOption& opti
   options.max_positions = max_positions;
   options.prefill_chunk = option.prefill_chunk;
   options.graphs = !option.no_graphs;
+  options.overlap_launches = !option.no_overlap;
   options.tuning_db = option.tuning_db;
   options.force_path = option.force_path;
   options.tune = parse_tune_mode(option.tune);

@@ -17,6 +17,7 @@ struct DeviceOption {
   std::string device = "auto";
   int prefill_chunk = 512;
   bool no_graphs = false;
+  bool no_overlap = false;
   std::string tuning_db;
   bool verbose = false;                  // loading steps on stderr
   std::optional<MatmulPath> force_path;  // set by perplexity --validate

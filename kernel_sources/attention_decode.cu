@@ -3,7 +3,9 @@
 // attention_decode.hpp; the CPU reference is ref::attention with T = 1. Not here: prefill
 // (attention_prefill.cu), the cache write (rope_cache.cu).
 //
-// Layout:      q [H, D] fp16 (the token's rotated queries) | out [H, D] fp16
+// Layout:      q [H, D] fp16 (the token's rotated queries) | out [H, D] fp16, element i written
+//              at out_position[i] when out_position is not null (the o projection's act-order
+//              row order, so that it needs no gather)
 //              key_cache, value_cache: one layer's [P_max, Hkv, D] fp16 (rope_cache.hpp); the
 //              query at position length-1 attends to positions 0 .. length-1. length is read
 //              from device memory so that one captured graph serves every decode step.
@@ -31,7 +33,9 @@ template <int kHeadDim = 128, int kSplit = 256, int kThreads = 128, int kHeadsPe
 __global__ void __launch_bounds__(kThreads)
     attention_decode_kernel(__half* out, const __half* q, const __half* key_cache,
                             const __half* value_cache, int* counters, float* partials,
-                            const int* length_in, int heads, int kv_heads, float scale) {
+                            const int* length_in, int heads, int kv_heads, float scale,
+                            const int* out_position) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kHeadDim == 64 || kHeadDim == 128, "kHeadDim: 64 or 128");
   static_assert(kSplit >= 64 && kSplit <= 1024 && (kSplit & (kSplit - 1)) == 0,
                 "kSplit: a power of two, 64 to 1024");
@@ -142,7 +146,9 @@ __global__ void __launch_bounds__(kThreads)
   if (splits == 1) {
     for (int i = threadIdx.x; i < kHeadsPerBlock * kHeadDim; i += kThreads) {
       const int hh = i / kHeadDim;
-      out[size_t(h0) * kHeadDim + i] = __float2half(accumulated[hh][i % kHeadDim] / head_sum[hh]);
+      const size_t index = size_t(h0) * kHeadDim + i;
+      out[out_position ? out_position[index] : index] =
+          __float2half(accumulated[hh][i % kHeadDim] / head_sum[hh]);
     }
     return;
   }
@@ -178,7 +184,8 @@ __global__ void __launch_bounds__(kThreads)
       denominator += weight * __ldcg(&partial_sum[head * splits + s]);
       numerator += weight * __ldcg(&partial_out[(head * splits + s) * kHeadDim + d]);
     }
-    out[head * kHeadDim + d] = __float2half(numerator / denominator);
+    const size_t index = head * kHeadDim + d;
+    out[out_position ? out_position[index] : index] = __float2half(numerator / denominator);
   }
   if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch
 }

@@ -26,6 +26,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_prefill_kernel(__half* out, int out_stride, const __half* q, int q_stride,
                              const __half* key_cache, const __half* value_cache, int tokens,
                              int first_position, int heads, int kv_heads, float scale) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kHeadDim == 64 || kHeadDim == 128, "kHeadDim: 64 or 128");
   static_assert(kBlockQ == 16 || kBlockQ == 32 || kBlockQ == 64, "kBlockQ: 16, 32, 64");
   static_assert(kBlockK == 32 || kBlockK == 64, "kBlockK: 32 or 64");

@@ -19,6 +19,7 @@ __global__ void __launch_bounds__(kThreads)
     dequantize_q4_kernel(__half* __restrict__ weight, const unsigned* __restrict__ qweight,
                          const __half* __restrict__ scales, const unsigned* __restrict__ qzeros,
                          const int* __restrict__ sorted_of, int K, int N, int group_size) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kThreads == 128 || kThreads == 256, "kThreads: 128 or 256");
   static_assert(kTileK == 64 || kTileK == 128, "kTileK: 64 or 128");
   constexpr int kColumns = 64;

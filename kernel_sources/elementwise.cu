@@ -29,6 +29,7 @@ template <int kBlockThreads = 256, int kVectorWidth = 8>
 __global__ void __launch_bounds__(kBlockThreads)
     silu_mul_kernel(__half* out, const __half* gate, int gate_stride, const __half* up,
                     int up_stride, int columns) {
+  q4jit_device::grid_dependency_begin();
   check_elementwise_parameters<kBlockThreads, kVectorWidth>();
   using Vector = q4jit_device::HalfVector<kVectorWidth>;
   const int vector = blockIdx.x * kBlockThreads + threadIdx.x;
@@ -50,6 +51,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 template <int kBlockThreads = 256, int kVectorWidth = 8>
 __global__ void __launch_bounds__(kBlockThreads)
     residual_add_kernel(__half* x, const __half* y, long long count) {
+  q4jit_device::grid_dependency_begin();
   check_elementwise_parameters<kBlockThreads, kVectorWidth>();
   using Vector = q4jit_device::HalfVector<kVectorWidth>;
   const long long at =
@@ -66,6 +68,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 template <int kBlockThreads = 256, int kVectorWidth = 8>
 __global__ void __launch_bounds__(kBlockThreads)
     logits_f32_kernel(float* out, const __half* in, long long count) {
+  q4jit_device::grid_dependency_begin();
   check_elementwise_parameters<kBlockThreads, kVectorWidth>();
   using Vector = q4jit_device::HalfVector<kVectorWidth>;
   const long long at =

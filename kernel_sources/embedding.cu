@@ -16,6 +16,7 @@ template <int kBlockThreads = 128, int kVectorWidth = 8>
 __global__ void __launch_bounds__(kBlockThreads)
     embedding_kernel(__half* out, const __half* table, const int* tokens, int vocab, int hidden,
                      int* bad_tokens) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kBlockThreads % 32 == 0 && kBlockThreads >= 64 && kBlockThreads <= 512,
                 "kBlockThreads: whole warps, 64 to 512");
   static_assert(kVectorWidth == 1 || kVectorWidth == 2 || kVectorWidth == 4 || kVectorWidth == 8,

@@ -46,6 +46,7 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
     gemm_f16_kernel(__half* __restrict__ out, float* __restrict__ workspace,
                     unsigned* __restrict__ tile_counters, const __half* __restrict__ x,
                     const __half* __restrict__ weight, int M, int K, int N) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kTileM == 16 || kTileM == 32 || kTileM == 64 || kTileM == 128,
                 "kTileM: 16, 32, 64 or 128");
   static_assert(kTileN == 32 || kTileN == 64 || kTileN == 128 || kTileN == 256,

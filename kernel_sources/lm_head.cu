@@ -20,6 +20,7 @@ template <int kWarps = 8, int kRows = 1, bool kFloatOut = true>
 __global__ void __launch_bounds__(kWarps * 32)
     lm_head_kernel(void* out, const __half* x, const __half* weight, int rows, int hidden,
                    int vocab) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kWarps == 2 || kWarps == 4 || kWarps == 8 || kWarps == 16, "kWarps: 2 to 16");
   static_assert(kRows == 1 || kRows == 2 || kRows == 4 || kRows == 8, "kRows: 1, 2, 4, 8");
   const int lane = threadIdx.x % 32;

@@ -7,6 +7,7 @@
 
 extern "C" __global__ void __launch_bounds__(512)
     memory_read_kernel(const uint4* __restrict__ data, unsigned long long count, unsigned* sink) {
+  q4jit_device::grid_dependency_begin();
   const unsigned long long stride = 4ull * gridDim.x * blockDim.x;
   unsigned acc = 0;
   for (unsigned long long i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {

@@ -5,7 +5,7 @@
 // miscompiles those for sm_90 (kernel_sources/README.md).
 #pragma once
 
-#include <cuda_fp16.h>
+#include "portable.cuh"
 
 namespace q4jit_device {
 

@@ -27,9 +27,12 @@ constexpr int kPersistent[][6] = {
 // the registers (80 for p6, 128 for p4, 168 for p3) with at most small spills. Measured on the
 // H100 at M = 1: the long batches win (sr16 p3 on 4096->12288 and 4096->22016), shorter ones
 // and more warps lose; sr8 also serves group size 64, sr4 group size 32; mb2 for M = 2, 3.
+// The last four carry the trend further (sr16 at fewer warps, wider or narrower columns, M = 2).
 constexpr int kStream[][6] = {
-    {128, 4, 128, 1, 16, 3}, {128, 4, 128, 1, 8, 4}, {128, 4, 128, 1, 8, 6}, {128, 8, 128, 1, 8, 3},
-    {128, 4, 128, 1, 4, 6},  {128, 4, 128, 2, 8, 3}, {128, 4, 128, 2, 4, 4},
+    {128, 4, 128, 1, 16, 3}, {128, 4, 128, 1, 8, 4},  {128, 4, 128, 1, 8, 6},
+    {128, 8, 128, 1, 8, 3},  {128, 4, 128, 1, 4, 6},  {128, 4, 128, 2, 8, 3},
+    {128, 4, 128, 2, 4, 4},  {128, 4, 128, 1, 16, 2}, {128, 8, 128, 1, 16, 2},
+    {128, 2, 64, 1, 16, 4},  {128, 4, 128, 2, 16, 2},
 };
 // Layouts on which every strategy is in the space {bt, cpt, lw, ks, p}: the default one block per
 // unit and persistent, the narrowest loads with the longest per-thread loop, the single-warp block.

@@ -48,6 +48,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm > 0 ? kBlocksPerSm : 1)
                      const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
                      const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
                      int K, int N, int group_size) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kThreads == 32 || kThreads == 64 || kThreads == 128 || kThreads == 256,
                 "kThreads: 32, 64, 128 or 256");
   static_assert(kColumns == 2 || kColumns == 4 || kColumns == 8, "kColumns: 2, 4 or 8");
@@ -325,6 +326,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm > 0 ? kBlocksPerSm : 1)
 extern "C" __global__ void __launch_bounds__(256)
     q4_gather_kernel(__half* __restrict__ gathered, const __half* __restrict__ x,
                      const int* __restrict__ x_map, int K) {
+  q4jit_device::grid_dependency_begin();
   const int s = blockIdx.x * 256 + threadIdx.x;
   if (s >= K) return;
   const size_t row = blockIdx.y;

@@ -67,6 +67,7 @@ __global__ void __launch_bounds__(32 * kWarpsN * kWarpsK)
                   const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
                   const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
                   int K, int N, int group_size) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kTileM == 16 || kTileM == 32 || kTileM == 64, "kTileM: 16, 32 or 64");
   static_assert(kTileN == 64 || kTileN == 128 || kTileN == 256, "kTileN: 64, 128 or 256");
   static_assert(kTileK == 32 || kTileK == 64 || kTileK == 128 || kTileK == 256,

@@ -238,6 +238,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
                      const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
                      const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
                      int K, int N, int group_size) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kThreads == 64 || kThreads == 128 || kThreads == 256, "kThreads: 64, 128, 256");
   static_assert(kColumns == 2 || kColumns == 4 || kColumns == 8, "kColumns: 2, 4 or 8");
   static_assert(kLoadBits == 64 || kLoadBits == 128, "kLoadBits: 64 or 128");

@@ -58,6 +58,11 @@ std::string name_expression(const RmsNormConfig& cfg) {
          std::to_string(cfg.vector_width) + ", " + (cfg.stage_row ? "true" : "false") + ">";
 }
 
+std::string add_name_expression(const RmsNormConfig& cfg) {
+  return "add_rms_norm_kernel<" + std::to_string(cfg.block_threads) + ", " +
+         std::to_string(cfg.vector_width) + ">";
+}
+
 std::string to_string(const RmsNormConfig& cfg) {
   return "bt" + std::to_string(cfg.block_threads) + ".vw" + std::to_string(cfg.vector_width) +
          ".sr" + (cfg.stage_row ? "1" : "0");
@@ -70,6 +75,13 @@ KernelFamily rms_norm_family() {
   family.parameters = rms_norm_parameters();
   const RmsNormConfig defaults;
   family.default_variants = {{to_string(defaults), name_expression(defaults)}};
+  // The fused add + norm at every block size the engine picks (one 8-wide vector per thread).
+  for (int threads : {128, 256, 512, 1024}) {
+    RmsNormConfig add = defaults;
+    add.block_threads = threads;
+    add.stage_row = true;
+    family.default_variants.push_back({to_string(add) + ".add", add_name_expression(add)});
+  }
   for (const RmsNormConfig& cfg : rms_norm_configs()) {
     family.all_variants.push_back({to_string(cfg), name_expression(cfg)});
   }

@@ -18,6 +18,7 @@
 template <int kBlockThreads = 256, int kVectorWidth = 8, bool kStageRow = false>
 __global__ void __launch_bounds__(kBlockThreads)
     rms_norm_kernel(__half* out, const __half* x, const __half* weight, int hidden, float eps) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kBlockThreads % 32 == 0 && kBlockThreads >= 64 && kBlockThreads <= 1024,
                 "kBlockThreads: whole warps, 64 to 1024");
   static_assert(kVectorWidth == 1 || kVectorWidth == 2 || kVectorWidth == 4 || kVectorWidth == 8,
@@ -55,5 +56,85 @@ __global__ void __launch_bounds__(kBlockThreads)
       result.value[j] = __float2half(__half2float(normalized) * __half2float(w.value[j]));
     }
     out_row[i] = result;
+  }
+}
+
+// add_rms_norm_kernel: the residual add and the next RMSNorm in one launch, with the normalized
+// row written in the order the next projection's weights are sorted in (act-order):
+//   x += delta (skipped when delta is null; x is written back, rounded to fp16 as residual_add
+//   does), out[j] = half(half(x[order[j]] * rsqrt(mean(x^2) + eps)) * weight[order[j]]), with
+//   order[j] = j when order is null. Same arithmetic as residual_add then rms_norm_kernel.
+// Geometry:    as rms_norm_kernel with kStageRow: grid (M), dynamic shared memory hidden * 2 bytes
+//              (the row after the add; the gathered pass reads it in any order).
+template <int kBlockThreads = 256, int kVectorWidth = 8>
+__global__ void __launch_bounds__(kBlockThreads)
+    add_rms_norm_kernel(__half* out, __half* x, const __half* delta, const __half* weight,
+                        const int* order, int hidden, float eps) {
+  q4jit_device::grid_dependency_begin();
+  using Vector = q4jit_device::HalfVector<kVectorWidth>;
+  extern __shared__ __align__(16) unsigned char staged_bytes[];
+  Vector* staged = reinterpret_cast<Vector*>(staged_bytes);
+  const __half* staged_values = reinterpret_cast<const __half*>(staged_bytes);
+
+  const size_t row = blockIdx.x;
+  Vector* x_row = reinterpret_cast<Vector*>(x + row * hidden);
+  const Vector* delta_row = reinterpret_cast<const Vector*>(delta + row * hidden);
+  const int vectors = hidden / kVectorWidth;
+  float sum_squares = 0.0f;
+  for (int i = threadIdx.x; i < vectors; i += kBlockThreads) {
+    Vector v = x_row[i];
+    if (delta != nullptr) {
+      const Vector d = delta_row[i];
+#pragma unroll
+      for (int j = 0; j < kVectorWidth; ++j)
+        v.value[j] = __float2half(__half2float(v.value[j]) + __half2float(d.value[j]));
+      x_row[i] = v;
+    }
+    staged[i] = v;
+#pragma unroll
+    for (int j = 0; j < kVectorWidth; ++j) {
+      const float value = __half2float(v.value[j]);
+      sum_squares += value * value;
+    }
+  }
+  const float inverse_rms =
+      rsqrtf(q4jit_device::block_sum<kBlockThreads>(sum_squares) / hidden + eps);
+  __syncthreads();  // every thread's staged values, for the gathered reads below
+
+  __half* out_row = out + row * hidden;
+  if (order == nullptr) {
+    const Vector* weight_vectors = reinterpret_cast<const Vector*>(weight);
+    for (int i = threadIdx.x; i < vectors; i += kBlockThreads) {
+      const Vector v = staged[i], w = weight_vectors[i];
+      Vector result;
+#pragma unroll
+      for (int j = 0; j < kVectorWidth; ++j) {
+        const __half normalized = __float2half(__half2float(v.value[j]) * inverse_rms);
+        result.value[j] = __float2half(__half2float(normalized) * __half2float(w.value[j]));
+      }
+      reinterpret_cast<Vector*>(out_row)[i] = result;
+    }
+    return;
+  }
+  // Gathered: kUnroll outputs per thread with all their loads issued first (order, then weight
+  // at the gathered index): one dependent pair of load latencies per kUnroll outputs.
+  constexpr int kUnroll = 8;
+  for (int base = threadIdx.x; base < hidden; base += kBlockThreads * kUnroll) {
+    int source[kUnroll];
+    __half w[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * kBlockThreads;
+      source[u] = i < hidden ? order[i] : 0;
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) w[u] = weight[source[u]];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * kBlockThreads;
+      if (i >= hidden) break;
+      const __half normalized = __float2half(__half2float(staged_values[source[u]]) * inverse_rms);
+      out_row[i] = __float2half(__half2float(normalized) * __half2float(w[u]));
+    }
   }
 }

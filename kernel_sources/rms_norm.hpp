@@ -41,6 +41,10 @@ std::vector<RmsNormConfig> space(const DeviceInfo& device, const RmsNormShape& s
 RmsNormGeometry geometry(const RmsNormConfig& cfg, const RmsNormShape& shape);
 // "rms_norm_kernel<256, 8, false>"
 std::string name_expression(const RmsNormConfig& cfg);
+// The fused residual add + RMSNorm with an output order (add_rms_norm_kernel in rms_norm.cu), at
+// cfg's block threads and vector width; its row is always staged (geometry with stage_row).
+// "add_rms_norm_kernel<256, 8>"
+std::string add_name_expression(const RmsNormConfig& cfg);
 // Canonical config string "bt256.vw8.sr0": cache key part, DB column, report label, test name.
 std::string to_string(const RmsNormConfig& cfg);
 

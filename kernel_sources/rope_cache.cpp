@@ -1,6 +1,8 @@
 // The rope_cache family's descriptor: parameters, legality, space and geometry (rope_cache.hpp).
 #include "kernel_sources/rope_cache.hpp"
 
+#include <algorithm>
+
 namespace q4jit {
 
 namespace {
@@ -57,8 +59,15 @@ std::vector<RopeCacheConfig> space(const DeviceInfo& device, const RopeCacheShap
   return legal_configs;
 }
 
+// Every item of a token (a rotation chunk of q or k, a v chunk) gets its own thread: one block
+// per token walked 4096 items in series for a 7B layer, 24 us of precise sincosf at decode.
 RopeCacheGeometry geometry(const RopeCacheConfig& cfg, const RopeCacheShape& shape) {
-  return {static_cast<unsigned>(shape.tokens), static_cast<unsigned>(cfg.block_threads)};
+  const int64_t chunks_per_head = shape.head_dim / 2 / cfg.vector_width;
+  const int64_t items = (shape.heads + shape.kv_heads) * chunks_per_head +
+                        shape.kv_heads * (shape.head_dim / cfg.vector_width);
+  const int64_t blocks = std::max<int64_t>(1, (items + cfg.block_threads - 1) / cfg.block_threads);
+  return {static_cast<unsigned>(shape.tokens), static_cast<unsigned>(blocks),
+          static_cast<unsigned>(cfg.block_threads)};
 }
 
 std::string name_expression(const RopeCacheConfig& cfg) {

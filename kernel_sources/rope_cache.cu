@@ -11,8 +11,10 @@
 // Rotation:    dim i pairs with i + D/2; inv_freq[i] = theta^(-2i/D) / scale (linear scaling),
 //              angle = position * inv_freq in fp32 as Hugging Face computes it; precise powf and
 //              sincosf (positions reach thousands of radians, where __sinf is wrong).
-// Geometry:    grid (T), block (kBlockThreads). A position outside [0, P_max) still rotates q but
-//              writes nothing to the cache (never out of bounds).
+// Geometry:    grid (T, blocks per token), block (kBlockThreads); a token's items (rotation
+//              chunks of q and k, copy chunks of v) are strided over its blocks' threads, so any
+//              grid_y >= 1 covers them. A position outside [0, P_max) still rotates q but writes
+//              nothing to the cache (never out of bounds).
 // Parameters:  kBlockThreads 64..256, kVectorWidth 1, 2, 4, 8 rotation pairs per access
 //              (D/2 and the strides % width == 0). They never change results.
 #include "portable.cuh"
@@ -49,6 +51,7 @@ __global__ void __launch_bounds__(kBlockThreads)
                       int v_stride, __half* key_cache, __half* value_cache, const int* positions,
                       int max_positions, int heads, int kv_heads, int head_dim, float theta,
                       float scale) {
+  q4jit_device::grid_dependency_begin();
   static_assert(kBlockThreads % 32 == 0 && kBlockThreads >= 64 && kBlockThreads <= 256,
                 "kBlockThreads: whole warps, 64 to 256");
   static_assert(kVectorWidth == 1 || kVectorWidth == 2 || kVectorWidth == 4 || kVectorWidth == 8,
@@ -61,7 +64,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   const int chunks_per_head = head_dim / 2 / kVectorWidth;
   const int rotations = (heads + kv_heads) * chunks_per_head;
   const int copies = kv_heads * (head_dim / kVectorWidth);
-  for (int item = threadIdx.x; item < rotations + copies; item += kBlockThreads) {
+  for (int item = blockIdx.y * kBlockThreads + threadIdx.x; item < rotations + copies;
+       item += kBlockThreads * gridDim.y) {
     if (item < rotations) {
       const int head = item / chunks_per_head;
       const int pair = (item % chunks_per_head) * kVectorWidth;

@@ -40,7 +40,8 @@ struct RopeCacheConfig {
 };
 
 struct RopeCacheGeometry {
-  unsigned grid_x = 1;
+  unsigned grid_x = 1;  // T
+  unsigned grid_y = 1;  // blocks per token: enough for every item of a token at once
   unsigned block_x = 1;
 };
 

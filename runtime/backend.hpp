@@ -118,6 +118,8 @@ class Backend {
   virtual Stream create_stream() = 0;
   virtual void synchronize(StreamView stream) = 0;
   virtual Event create_event() = 0;
+  // Recorded while `stream` is being captured, the record becomes a node of the graph: each
+  // replay then records it on the device (how a captured step is timed op by op).
   virtual void record(const Event& event, StreamView stream) = 0;
   // Milliseconds between two recorded events; waits for `end`.
   virtual float elapsed_ms(const Event& start, const Event& end) = 0;
@@ -136,6 +138,11 @@ class Backend {
   // args: one pointer per kernel parameter, to a value of the parameter's type.
   virtual void launch(const Function& function, const LaunchGeometry& geometry, void** args,
                       StreamView stream) = 0;
+  // Programmatic dependent launch: kernels launched on `stream` may then start while the kernel
+  // before them on it still runs, hiding launch gaps (kernel_sources/portable.cuh states the
+  // invariant that makes this safe for q4jit's kernels; graphs captured from the stream keep it).
+  // Returns whether it is on: only where the platform and device do it (CUDA, sm_90 and later).
+  virtual bool set_overlapped_launches(const Stream& /*stream*/, bool /*on*/) { return false; }
 
   // (internal) Frees a handle; called by Resource, never throws.
   virtual void release(ResourceKind kind, uint64_t raw) noexcept = 0;

@@ -49,6 +49,7 @@ Timing time_calls(Backend& backend, int copies,
   copies = std::max(copies, 1);
   const int calls = std::max(options.min_calls_per_graph, 2 * copies) / copies * copies;
   Stream stream = backend.create_stream();
+  backend.set_overlapped_launches(stream, options.overlap_launches);
   // One direct round first: lazy module loading and first-touch costs stay out of the graph.
   for (int copy = 0; copy < copies; ++copy) enqueue(copy, stream);
   backend.synchronize(stream);

@@ -16,6 +16,9 @@ struct MeasureOptions {
   int warmup_launches = 2;       // graph launches before timing
   int timed_launches = 15;       // graph launches timed; the median is reported
   int min_calls_per_graph = 40;  // calls captured in one graph (at least two rounds of copies)
+  // Launch overlapped (programmatic dependent launch, where the device has it), as the GPU
+  // engine does: a call's time is then what it adds to a stream of kernels, launch gap hidden.
+  bool overlap_launches = true;
 };
 
 struct Timing {

@@ -77,8 +77,10 @@ std::vector<TuneShape> model_matmul_shapes(const std::filesystem::path& dir) {
   const int64_t q_out = int64_t(config.num_attention_heads) * config.head_dim;
   const int64_t kv_out = int64_t(config.num_key_value_heads) * config.head_dim;
   std::map<ShapeTuple, std::vector<std::string>> names;
+  // Keyed with act_order false: the engine multiplies act-order weights as their sorted rows
+  // with x sorted to match (MatmulDispatch::run_shape), the same problem as a plain model's.
   auto add = [&](const MatmulShapeKey& shape, const std::string& name) {
-    auto& list = names[{shape.K, shape.N, shape.group_size, shape.act_order}];
+    auto& list = names[{shape.K, shape.N, shape.group_size, false}];
     if (std::find(list.begin(), list.end(), name) == list.end()) list.push_back(name);
   };
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {

@@ -1,6 +1,8 @@
 // Uploading a model's weights to the device, with fusion (device_model.hpp).
 #include "model/gpu/device_model.hpp"
 
+#include <algorithm>
+
 #include "common/half.hpp"
 #include "kernel_sources/dequantize_q4.hpp"
 
@@ -77,12 +79,57 @@ DeviceLinear upload_linear(Backend& backend, const std::vector<const Linear*>& l
   return device;
 }
 
-// {fused} when the projections can fuse, else one DeviceLinear each.
+// `linear` with output column j taken from column order[j]. For gate and up with down's act-order
+// x_map, their product comes out in the order down's sorted rows read it: neither SiLU nor down
+// gathers (MatmulDispatch::run with x_sorted).
+Linear with_columns_in_order(const Linear& linear, const std::vector<int32_t>& order) {
+  Linear out = linear;
+  const size_t N = size_t(linear.N), K = size_t(linear.K);
+  if (!linear.gptq) {
+    for (size_t j = 0; j < N; ++j)
+      std::copy_n(linear.dense.begin() + ptrdiff_t(size_t(order[j]) * K), K,
+                  out.dense.begin() + ptrdiff_t(j * K));
+    return out;
+  }
+  const GptqLinear& from = *linear.gptq;
+  GptqLinear& to = *out.gptq;
+  for (size_t r = 0; r < K / 8; ++r)
+    for (size_t j = 0; j < N; ++j) to.qweight[r * N + j] = from.qweight[r * N + size_t(order[j])];
+  for (size_t g = 0; g < size_t(from.G); ++g) {
+    for (size_t j = 0; j < N; ++j) {
+      const size_t n = size_t(order[j]);
+      to.scales[g * N + j] = from.scales[g * N + n];
+      const uint32_t zero = (uint32_t(from.qzeros[g * N / 8 + n / 8]) >> (4 * (n % 8))) & 15u;
+      uint32_t& word = reinterpret_cast<uint32_t&>(to.qzeros[g * N / 8 + j / 8]);
+      word = (word & ~(15u << (4 * (j % 8)))) | (zero << (4 * (j % 8)));
+    }
+  }
+  return out;
+}
+
+// The shape a GPTQ projection runs as (MatmulDispatch::run_shape: act-order rows sorted).
+MatmulShapeKey run_shape(const Linear& linear, int64_t N) {
+  return {linear.K, N, linear.gptq->group_size, false};
+}
+
+// Whether the tuned decision (if any) keeps these projections fused.
+bool fusion_pays(const std::vector<const Linear*>& linears, const FusionDecision& decide) {
+  if (!decide || !linears.front()->gptq) return true;
+  std::vector<MatmulShapeKey> parts;
+  int64_t N = 0;
+  for (const Linear* linear : linears) {
+    parts.push_back(run_shape(*linear, linear->N));
+    N += linear->N;
+  }
+  return decide(run_shape(*linears.front(), N), parts);
+}
+
+// {fused} when the projections can fuse and fusing pays, else one DeviceLinear each.
 std::vector<DeviceLinear> upload_group(Backend& backend, const std::vector<const Linear*>& linears,
                                        const std::string& layer, const std::string& fused_name,
-                                       int64_t& bytes) {
+                                       const FusionDecision& decide, int64_t& bytes) {
   std::vector<DeviceLinear> out;
-  if (can_fuse(linears)) {
+  if (can_fuse(linears) && fusion_pays(linears, decide)) {
     out.push_back(upload_linear(backend, linears, layer + fused_name, bytes));
     return out;
   }
@@ -107,7 +154,8 @@ bool can_fuse(const std::vector<const Linear*>& linears) {
 }
 
 DeviceModel upload_model(Backend& backend, const Model& model,
-                         const std::function<void(int, int)>& progress) {
+                         const std::function<void(int, int)>& progress,
+                         const FusionDecision& decide) {
   DeviceModel device;
   const ModelWeights& weights = model.weights;
   device.embed = upload(backend, weights.embed, device.bytes);
@@ -120,9 +168,18 @@ DeviceModel upload_model(Backend& backend, const Model& model,
     DeviceLayer layer;
     layer.input_norm = upload_norm(backend, w.input_norm, device.bytes);
     layer.post_norm = upload_norm(backend, w.post_norm, device.bytes);
-    layer.attention_in = upload_group(backend, {&w.q, &w.k, &w.v}, name, "qkv", device.bytes);
+    layer.attention_in =
+        upload_group(backend, {&w.q, &w.k, &w.v}, name, "qkv", decide, device.bytes);
     layer.o = upload_linear(backend, {&w.o}, w.o.name, device.bytes);
-    layer.mlp_in = upload_group(backend, {&w.gate, &w.up}, name, "gate_up", device.bytes);
+    const GptqLinear* down = w.down.gptq ? &*w.down.gptq : nullptr;
+    layer.down_input_sorted = down != nullptr && down->act_order;
+    if (layer.down_input_sorted) {
+      const Linear gate = with_columns_in_order(w.gate, down->x_map);
+      const Linear up = with_columns_in_order(w.up, down->x_map);
+      layer.mlp_in = upload_group(backend, {&gate, &up}, name, "gate_up", decide, device.bytes);
+    } else {
+      layer.mlp_in = upload_group(backend, {&w.gate, &w.up}, name, "gate_up", decide, device.bytes);
+    }
     layer.down = upload_linear(backend, {&w.down}, w.down.name, device.bytes);
     device.layers.push_back(std::move(layer));
     if (progress) progress(l + 1, layers);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct DeviceLayer {
   DeviceLinear o;
   std::vector<DeviceLinear> mlp_in;  // {gate_up} fused, or {gate, up}
   DeviceLinear down;
+  // down is act-order: gate and up's output columns were put in down's sorted row order at load,
+  // so silu(gate) * up is down's input already sorted.
+  bool down_input_sorted = false;
 };
 
 struct DeviceModel {
@@ -49,10 +53,17 @@ struct DeviceModel {
   uint64_t lm_head_weight() const { return lm_head ? lm_head.raw() : embed.raw(); }
 };
 
+// Whether projections that can fuse should (MatmulChooser::fuse: the tuned decision at M = 1),
+// given the fused shape and the parts' shapes as they run (act_order false, rows sorted).
+using FusionDecision =
+    std::function<bool(const MatmulShapeKey& fused, std::span<const MatmulShapeKey> parts)>;
+
 // Copies the model to the current device of `backend`. progress(layer, layers) after each layer.
-// Error (from the backend, naming the allocation) when the device runs out of memory.
+// q/k/v and gate/up are fused when can_fuse and `decide` (null: always) say so. Error (from the
+// backend, naming the allocation) when the device runs out of memory.
 DeviceModel upload_model(Backend& backend, const Model& model,
-                         const std::function<void(int, int)>& progress = {});
+                         const std::function<void(int, int)>& progress = {},
+                         const FusionDecision& decide = {});
 
 // Whether these projections may run as one fused matmul (same K, quantization, group size and
 // act-order permutation). Exposed for tests.

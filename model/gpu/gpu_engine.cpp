@@ -19,10 +19,6 @@ namespace q4jit {
 
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
-
 std::unique_ptr<Backend> open_backend(int ordinal) {
   Result<std::unique_ptr<Backend>> backend = open_gpu_backend();
   if (!backend) throw backend.error();
@@ -80,8 +76,8 @@ struct GpuEngine::State {
   DeviceBuffer bad_tokens;              // int32
   DeviceBuffer matmul_scratch;    // the projections' scratch: gathered x, a dequantized weight
   DeviceBuffer decode_workspace;  // attention_decode's counters (zero) and partials
-  std::map<int, GraphExec> decode_graphs;  // by number of attention splits
-  bool decode_warm = false;                // kernels of a decode step loaded: capture is safe
+  std::map<DecodePlan, GraphExec> decode_graphs;  // by attention plan
+  bool decode_warm = false;  // kernels of a decode step loaded: capture is safe
   // Set while profiling: an event is recorded after each op, labelled with its category.
   std::vector<std::pair<std::string, Event>>* marks = nullptr;
 
@@ -90,8 +86,8 @@ struct GpuEngine::State {
   void prepare_rows(int rows);
   void warm_up();
   void tune(const Model& model_in);
-  void run_layer(int l, int rows, int first_position, int splits);
-  void enqueue_forward(int rows, int first_position, int splits, bool all_logits);
+  void run_layer(int l, int rows, int first_position, const DecodePlan& plan);
+  void enqueue_forward(int rows, int first_position, const DecodePlan& plan, bool all_logits);
   void decode_step(int first_position);
   std::vector<float> run_chunk(std::span<const int32_t> tokens, bool all_logits);
   uint64_t tokens_address() const { return inputs.raw(); }
@@ -129,12 +125,20 @@ GpuEngine::State::State(const Model& model_in, GpuEngineOptions options_in)
   ops = std::make_unique<GpuOps>(*loader);
   dispatch = std::make_unique<MatmulDispatch>(*loader, *chooser, options.force_path);
   stream = backend->create_stream();
+  if (options.overlap_launches && backend->set_overlapped_launches(stream, true))
+    progress("kernels launch overlapped (programmatic dependent launch)");
 
   progress("uploading weights to " + device.name);
-  model = upload_model(*backend, model_in, [&](int done, int layers) {
-    if (done == layers || done % 8 == 0)
-      progress("uploaded layer " + std::to_string(done) + "/" + std::to_string(layers));
-  });
+  const auto fuse = [&](const MatmulShapeKey& fused, std::span<const MatmulShapeKey> parts) {
+    return chooser->fuse(fused, parts);
+  };
+  model = upload_model(
+      *backend, model_in,
+      [&](int done, int layers) {
+        if (done == layers || done % 8 == 0)
+          progress("uploaded layer " + std::to_string(done) + "/" + std::to_string(layers));
+      },
+      fuse);
   allocate_activations();
   ops->set_decode_limits(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
                          max_positions);
@@ -218,15 +222,31 @@ void GpuEngine::State::warm_up() {
   position = 0;
 }
 
-void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits) {
+namespace {
+
+// The order a projection group wants its input in: the weights' sorted row order when it is one
+// act-order matmul (its producer then writes x already gathered), else 0 (original order; an
+// unfused act-order group gathers per projection in MatmulDispatch).
+uint64_t input_order(const std::vector<DeviceLinear>& consumers) {
+  const DeviceLinear& first = consumers.front();
+  return consumers.size() == 1 && first.quantized && first.shape.act_order ? first.x_map.raw() : 0;
+}
+
+}  // namespace
+
+// One layer. The residual add of the layer's last projection (down, into `scratch`) is left to
+// the next add_rms_norm: the next layer's input norm, or the final norm.
+void GpuEngine::State::run_layer(int l, int rows, int first_position, const DecodePlan& plan) {
   const DeviceLayer& layer = model.layers[l];
   const int C = config.hidden_size, F = config.intermediate_size;
   const int H = config.num_attention_heads, Hkv = config.num_key_value_heads;
   const int D = config.head_dim;
   const float eps = config.rms_norm_eps;
   const uint64_t ws = matmul_scratch.raw();
-  ops->rms_norm(normed.raw(), x.raw(), layer.input_norm.raw(), rows, C, eps, stream);
-  mark("other");
+  const uint64_t qkv_order = input_order(layer.attention_in);
+  ops->add_rms_norm(normed.raw(), x.raw(), l == 0 ? 0 : scratch.raw(), layer.input_norm.raw(),
+                    qkv_order, rows, C, eps, stream);
+  mark("norm");
 
   // q, k, v: one fused output [rows, Nq+Nk+Nv], or three packed regions.
   uint64_t parts[3];
@@ -241,7 +261,7 @@ void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits
     region += 2 * uint64_t(rows) * widths[i];
   }
   for (size_t i = 0; i < layer.attention_in.size(); ++i)
-    dispatch->run(layer.attention_in[i], rows, normed.raw(), parts[i], ws, stream);
+    dispatch->run(layer.attention_in[i], rows, normed.raw(), parts[i], ws, stream, qkv_order != 0);
   mark("matmul");
 
   const int64_t layer_offset = kv_cache_layer_offset(l, max_positions, Hkv, D) * 2;
@@ -251,67 +271,74 @@ void GpuEngine::State::run_layer(int l, int rows, int first_position, int splits
       config.rope_scaling.kind == RopeScaling::Kind::linear ? config.rope_scaling.factor : 1.0f;
   ops->rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
                   parts[1], parts[2], keys, values, positions_address(), theta, rope_scale, stream);
-  mark("other");
+  mark("rope");
   const float scale = 1.0f / std::sqrt(float(D));
+  // Decode attention writes its output in the o projection's sorted order (no gather launch).
+  const bool o_sorted = rows == 1 && layer.o.quantized && layer.o.shape.act_order;
   if (rows == 1) {
     ops->attention_decode(attention_out.raw(), parts[0], keys, values, decode_workspace.raw(),
-                          length_address(), splits, scale, stream);
+                          length_address(), plan, scale, o_sorted ? layer.o.sorted_of.raw() : 0,
+                          stream);
   } else {
     ops->attention_prefill({rows, first_position, H, Hkv, D, strides[0], H * D},
                            attention_out.raw(), parts[0], keys, values, scale, stream);
   }
   mark("attention");
-  dispatch->run(layer.o, rows, attention_out.raw(), scratch.raw(), ws, stream);
+  dispatch->run(layer.o, rows, attention_out.raw(), scratch.raw(), ws, stream, o_sorted);
   mark("matmul");
-  ops->residual_add(x.raw(), scratch.raw(), int64_t(rows) * C, stream);
 
-  ops->rms_norm(normed.raw(), x.raw(), layer.post_norm.raw(), rows, C, eps, stream);
-  mark("other");
+  const uint64_t mlp_order = input_order(layer.mlp_in);
+  ops->add_rms_norm(normed.raw(), x.raw(), scratch.raw(), layer.post_norm.raw(), mlp_order, rows, C,
+                    eps, stream);
+  mark("norm");
   const bool fused_mlp = layer.mlp_in.size() == 1;
   const uint64_t gate = mlp_in.raw();
   const uint64_t up = mlp_in.raw() + 2 * uint64_t(fused_mlp ? F : int64_t(rows) * F);
   const int stride = fused_mlp ? 2 * F : F;
-  dispatch->run(layer.mlp_in[0], rows, normed.raw(), gate, ws, stream);
-  if (!fused_mlp) dispatch->run(layer.mlp_in[1], rows, normed.raw(), up, ws, stream);
+  dispatch->run(layer.mlp_in[0], rows, normed.raw(), gate, ws, stream, mlp_order != 0);
+  if (!fused_mlp)
+    dispatch->run(layer.mlp_in[1], rows, normed.raw(), up, ws, stream, mlp_order != 0);
   mark("matmul");
   ops->silu_mul(mlp_hidden.raw(), gate, up, rows, F, stride, stream);
-  mark("other");
-  dispatch->run(layer.down, rows, mlp_hidden.raw(), scratch.raw(), ws, stream);
+  mark("silu");
+  dispatch->run(layer.down, rows, mlp_hidden.raw(), scratch.raw(), ws, stream,
+                layer.down_input_sorted);
   mark("matmul");
-  ops->residual_add(x.raw(), scratch.raw(), int64_t(rows) * C, stream);
-  mark("other");
 }
 
 // Everything of one forward over `rows` tokens already in `inputs`, ending with fp32 logits of
 // the last row (or of every row) in `logits`. Enqueued only: a graph capture records it.
-void GpuEngine::State::enqueue_forward(int rows, int first_position, int splits, bool all_logits) {
+void GpuEngine::State::enqueue_forward(int rows, int first_position, const DecodePlan& plan,
+                                       bool all_logits) {
   const int C = config.hidden_size, V = config.vocab_size;
   mark("start");
   ops->embedding(x.raw(), model.embed.raw(), tokens_address(), rows, V, C, bad_tokens.raw(),
                  stream);
-  mark("other");
-  for (int l = 0; l < config.num_hidden_layers; ++l) run_layer(l, rows, first_position, splits);
+  mark("embedding");
+  for (int l = 0; l < config.num_hidden_layers; ++l) run_layer(l, rows, first_position, plan);
+  // The last layer's residual add, on the rows whose logits are wanted only.
   const int logit_rows = all_logits ? rows : 1;
-  const uint64_t first_row = x.raw() + 2 * uint64_t(all_logits ? 0 : rows - 1) * C;
-  ops->rms_norm(normed.raw(), first_row, model.final_norm.raw(), logit_rows, C, config.rms_norm_eps,
-                stream);
-  mark("other");
+  const uint64_t first_row = 2 * uint64_t(all_logits ? 0 : rows - 1) * C;
+  const uint64_t last_delta = config.num_hidden_layers > 0 ? scratch.raw() + first_row : 0;
+  ops->add_rms_norm(normed.raw(), x.raw() + first_row, last_delta, model.final_norm.raw(), 0,
+                    logit_rows, C, config.rms_norm_eps, stream);
+  mark("norm");
   ops->lm_head(logits.raw(), normed.raw(), model.lm_head_weight(), logit_rows, C, V, stream);
   mark("lm_head");
 }
 
 void GpuEngine::State::decode_step(int first_position) {
-  const int splits = int(ceil_div(first_position + 1, ops->decode_split()));
+  const DecodePlan plan = ops->decode_plan(first_position + 1);
   if (!options.graphs || !decode_warm) {
-    enqueue_forward(1, first_position, splits, false);
+    enqueue_forward(1, first_position, plan, false);
     decode_warm = true;
     return;
   }
-  auto found = decode_graphs.find(splits);
+  auto found = decode_graphs.find(plan);
   if (found == decode_graphs.end()) {
     backend->begin_capture(stream);
-    enqueue_forward(1, first_position, splits, false);
-    found = decode_graphs.emplace(splits, backend->end_capture(stream)).first;
+    enqueue_forward(1, first_position, plan, false);
+    found = decode_graphs.emplace(plan, backend->end_capture(stream)).first;
     ++stats.graph_captures;
   }
   backend->launch_graph(found->second, stream);
@@ -343,31 +370,42 @@ double median_us(Backend& backend, const Stream& stream, int repetitions, Run ru
 StepProfile GpuEngine::State::profile(int rows, int repetitions) {
   StepProfile profile;
   set_inputs(rows, position);
-  const int splits = int(ceil_div(position + rows, ops->decode_split()));
+  const DecodePlan plan = rows == 1 ? ops->decode_plan(position + 1) : DecodePlan{};
   if (rows == 1) {
     decode_step(position);  // the first step runs plainly and loads every kernel
     decode_step(position);  // captures the graph of this split count if needed
     profile.step_us = median_us(*backend, stream, repetitions,
-                                [&] { backend->launch_graph(decode_graphs.at(splits), stream); });
+                                [&] { backend->launch_graph(decode_graphs.at(plan), stream); });
   } else {
     prepare_rows(rows);
     profile.step_us = median_us(*backend, stream, std::max(1, repetitions / 10),
-                                [&] { enqueue_forward(rows, position, splits, false); });
+                                [&] { enqueue_forward(rows, position, plan, false); });
   }
-  // Plain launches with an event after each op: each category's time includes the gaps before
-  // its kernels, which plain launches make larger than graph replays do.
+  // The same step captured with an event record node after each op, replayed: every interval
+  // is measured on the device (no host launch in it); a record between two kernels keeps the
+  // second from overlapping the first, so the intervals add up to a little more than step_us.
   std::vector<std::pair<std::string, Event>> events;
   marks = &events;
-  enqueue_forward(rows, position, splits, false);
+  backend->begin_capture(stream);
+  enqueue_forward(rows, position, plan, false);
+  const GraphExec marked = backend->end_capture(stream);
   marks = nullptr;
-  backend->synchronize(stream);
-  std::map<std::string, double> sums;
-  for (size_t i = 1; i < events.size(); ++i) {
-    const double us = 1000.0 * backend->elapsed_ms(events[i - 1].second, events[i].second);
-    sums[events[i].first] += us;
-    profile.events_total_us += us;
+  std::map<std::string, std::vector<double>> samples;  // category -> per-replay sums
+  const int replays = rows == 1 ? 7 : 3;
+  for (int replay = 0; replay <= replays; ++replay) {
+    backend->launch_graph(marked, stream);
+    backend->synchronize(stream);
+    if (replay == 0) continue;  // warm-up
+    std::map<std::string, double> sums;
+    for (size_t i = 1; i < events.size(); ++i)
+      sums[events[i].first] += 1000.0 * backend->elapsed_ms(events[i - 1].second, events[i].second);
+    for (const auto& [category, us] : sums) samples[category].push_back(us);
   }
-  profile.categories_us.assign(sums.begin(), sums.end());
+  for (auto& [category, values] : samples) {
+    std::sort(values.begin(), values.end());
+    profile.categories_us.emplace_back(category, values[values.size() / 2]);
+    profile.events_total_us += values[values.size() / 2];
+  }
   return profile;
 }
 
@@ -382,7 +420,7 @@ std::vector<float> GpuEngine::State::run_chunk(std::span<const int32_t> tokens, 
     decode_step(position);
   } else {
     prepare_rows(rows);
-    enqueue_forward(rows, position, 0, all_logits);
+    enqueue_forward(rows, position, DecodePlan{}, all_logits);
   }
   const size_t count = size_t(all_logits ? rows : 1) * config.vocab_size;
   std::vector<float> out(count);

@@ -24,6 +24,9 @@ struct GpuEngineOptions {
   int prefill_chunk = 512;  // tokens per prefill forward at most
   int device = 0;           // ordinal
   bool graphs = true;       // decode through captured graphs
+  // Programmatic dependent launch on sm_90+: each kernel launches while the one before it ends
+  // (Backend::set_overlapped_launches); off: plain stream order.
+  bool overlap_launches = true;
   // Every GPTQ projection takes this path (perplexity --validate); none: the tuned choice.
   std::optional<MatmulPath> force_path;
   std::string tuning_db;  // file; empty: default_tuning_db_path()
@@ -48,11 +51,12 @@ struct GpuEngineStats {
 // Where one forward step's time goes (profile_step()).
 struct StepProfile {
   double step_us = 0;  // decode: one replay of the graph; prefill: one plain forward (medians)
-  // Time between consecutive ops of the same step launched plainly with an event after each op,
-  // summed by category: "matmul" (the projections), "attention", "lm_head", "other" (norms, RoPE
-  // and cache write, SiLU, residuals, embedding). Each includes the gap before its kernel.
+  // Device time between consecutive ops of the same step, captured with an event after each op
+  // and replayed (medians), summed by category: "matmul" (the projections), "attention",
+  // "norm" (residual add + RMSNorm), "rope" (RoPE and the cache write), "silu", "embedding",
+  // "lm_head". Each includes the gap before its kernels.
   std::vector<std::pair<std::string, double>> categories_us;
-  double events_total_us = 0;  // their sum (events add a little)
+  double events_total_us = 0;  // their sum (the events keep ops from overlapping: a bit more)
 };
 
 class GpuEngine : public Engine {

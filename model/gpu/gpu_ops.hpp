@@ -14,6 +14,14 @@
 
 namespace q4jit {
 
+// How decode attention covers a length: blocks of `split` positions, `splits` of them per head
+// group. A captured decode graph is valid for one plan.
+struct DecodePlan {
+  int split = 0;
+  int splits = 0;
+  auto operator<=>(const DecodePlan&) const = default;
+};
+
 class GpuOps {
  public:
   explicit GpuOps(KernelLoader& loader);
@@ -21,30 +29,32 @@ class GpuOps {
   // out[T, C] = table[tokens]; ids outside [0, V) give zero rows and count in bad_tokens.
   void embedding(uint64_t out, uint64_t table, uint64_t tokens, int T, int V, int C,
                  uint64_t bad_tokens, StreamView stream);
-  // out[rows, C] = x / rms(x) * weight
-  void rms_norm(uint64_t out, uint64_t x, uint64_t weight, int rows, int C, float eps,
-                StreamView stream);
+  // x += delta (unless delta is 0), then out = rms_norm(x) with out[j] taken from x[order[j]]
+  // (unless order is 0): the residual add, the next norm and the next projection's act-order
+  // gather in one launch.
+  void add_rms_norm(uint64_t out, uint64_t x, uint64_t delta, uint64_t weight, uint64_t order,
+                    int rows, int C, float eps, StreamView stream);
   // RoPE on q in place, rotated k and v into one layer's cache at positions[0..T).
   void rope_cache(const RopeCacheShape& shape, uint64_t q, uint64_t k, uint64_t v,
                   uint64_t key_cache, uint64_t value_cache, uint64_t positions, float theta,
                   float scale, StreamView stream);
 
   // Decode attention is built for up to `max_length` positions; the actual length is read from
-  // device memory (length_in), and `splits` blocks per head group cover at least that length.
+  // device memory (length_in), and the plan's blocks cover at least that length.
   void set_decode_limits(int heads, int kv_heads, int head_dim, int max_length);
-  int decode_split() const { return decode_config_.split; }
+  // The smallest split whose blocks stay within 4 per SM: short contexts still spread over the
+  // GPU (a block per head would leave most SMs idle), long ones combine few partials.
+  DecodePlan decode_plan(int length) const;
   int64_t decode_workspace_bytes() const;
   void attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint64_t value_cache,
-                        uint64_t workspace, uint64_t length_in, int splits, float scale,
-                        StreamView stream);
+                        uint64_t workspace, uint64_t length_in, const DecodePlan& plan, float scale,
+                        uint64_t out_position, StreamView stream);
   void attention_prefill(const AttentionPrefillShape& shape, uint64_t out, uint64_t q,
                          uint64_t key_cache, uint64_t value_cache, float scale, StreamView stream);
 
   // out[rows, F] = silu(gate) * up, gate and up rows `stride` elements apart.
   void silu_mul(uint64_t out, uint64_t gate, uint64_t up, int rows, int F, int stride,
                 StreamView stream);
-  // x += y over count elements.
-  void residual_add(uint64_t x, uint64_t y, int64_t count, StreamView stream);
   // fp32 logits[rows, V] = x[rows, C] W^T, W fp16 [V, C].
   void lm_head(uint64_t logits, uint64_t x, uint64_t weight, int rows, int C, int V,
                StreamView stream);
@@ -55,8 +65,8 @@ class GpuOps {
   const DeviceInfo& device() const { return loader_.backend().current_device(); }
 
   KernelLoader& loader_;
-  std::map<std::string, Function> functions_;  // "family|config"
-  AttentionDecodeConfig decode_config_;
+  std::map<std::string, Function> functions_;            // "family|config"
+  std::map<int, AttentionDecodeConfig> decode_configs_;  // by split size
   AttentionDecodeShape decode_shape_;
 };
 

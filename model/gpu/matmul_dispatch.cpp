@@ -39,6 +39,12 @@ MatmulDispatch::MatmulDispatch(KernelLoader& loader, const MatmulChooser& choose
                                std::optional<MatmulPath> forced)
     : loader_(loader), chooser_(chooser), forced_(forced) {}
 
+MatmulShapeKey MatmulDispatch::run_shape(const DeviceLinear& linear) {
+  MatmulShapeKey shape = linear.shape;
+  shape.act_order = false;
+  return shape;
+}
+
 int64_t MatmulDispatch::prepare(const DeviceLinear& linear, int64_t M) {
   return prepared(linear, M).scratch_bytes;
 }
@@ -51,8 +57,8 @@ std::string MatmulDispatch::describe(const DeviceLinear& linear, int64_t M) {
 
 const MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& linear, int64_t M) {
   const int bucket = m_bucket(M);
-  const MatmulShapeKey& s = linear.shape;
-  const Key key{linear.quantized, s.K, s.N, s.group_size, s.act_order, bucket};
+  const MatmulShapeKey s = run_shape(linear);
+  const Key key{linear.quantized, s.K, s.N, s.group_size, linear.shape.act_order, bucket};
   if (auto found = prepared_.find(key); found != prepared_.end()) return found->second;
   int64_t zeroed_bytes = 0;
   Prepared p = linear.quantized ? prepare_quantized(linear, bucket, zeroed_bytes)
@@ -68,34 +74,31 @@ const MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& lin
 
 MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& linear, int bucket,
                                                            int64_t& zeroed_bytes) {
-  const MatmulShapeKey& s = linear.shape;
+  const MatmulShapeKey s = run_shape(linear);
   const DeviceInfo& device = loader_.backend().current_device();
   const CompileTarget& target = loader_.target();
   Prepared p;
   p.choice = forced_ ? forced_choice(*forced_, s, bucket, device) : chooser_.choose(s, bucket);
+  if (linear.shape.act_order) {
+    const Q4MatmulConfig gemv_default;
+    p.gather = loader_.function(q4_matmul_winner_request(gemv_default, target),
+                                q4_gather_name_expression());
+    p.gather_bytes = int64_t(bucket) * s.K * 2;
+  }
   switch (p.choice.path) {
     case MatmulPath::gemv: {
       const Q4MatmulConfig& cfg = p.choice.gemv;
       const CompileRequest request = q4_matmul_winner_request(cfg, target);
       p.gemv = {cfg, nullptr, loader_.function(request, name_expression(cfg)),
                 loader_.function(request, q4_gather_name_expression())};
-      zeroed_bytes =
-          workspace(cfg, Q4MatmulShape{bucket, s.K, s.N, s.group_size, s.act_order}).bytes;
+      zeroed_bytes = workspace(cfg, Q4MatmulShape{bucket, s.K, s.N, s.group_size, false}).bytes;
       break;
     }
     case MatmulPath::mma: {
       const Q4MmaConfig& cfg = p.choice.mma;
       const auto request = batched_requests(q4_mma_family(), {name_expression(cfg)}, target, 1);
       p.mma = {cfg, nullptr, loader_.function(request.front(), name_expression(cfg))};
-      zeroed_bytes = workspace(cfg, Q4MmaShape{bucket, s.K, s.N, s.group_size, s.act_order}).bytes;
-      if (s.act_order) {
-        // x gathered once into the weights' sorted row order, then the product runs without
-        // x_map: the tile loads stay contiguous (3x faster prefill than gathering in the tiles).
-        const Q4MatmulConfig gemv_default;
-        p.gather = loader_.function(q4_matmul_winner_request(gemv_default, target),
-                                    q4_gather_name_expression());
-        p.scratch_bytes = int64_t(bucket) * s.K * 2;
-      }
+      zeroed_bytes = workspace(cfg, Q4MmaShape{bucket, s.K, s.N, s.group_size, false}).bytes;
       break;
     }
     case MatmulPath::dequant_gemm: {
@@ -112,6 +115,7 @@ MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& l
       break;
     }
   }
+  p.scratch_bytes += p.gather_bytes;  // the sorted x first, a dequantized weight after it
   return p;
 }
 
@@ -140,11 +144,11 @@ MatmulDispatch::Prepared MatmulDispatch::prepare_dense(const DeviceLinear& linea
 }
 
 void MatmulDispatch::run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out,
-                         uint64_t scratch, StreamView stream) {
+                         uint64_t scratch, StreamView stream, bool x_sorted) {
   const Prepared& p = prepared(linear, M);
   const uint64_t workspace_address = p.zeroed ? p.zeroed.raw() : 0;
   Backend& backend = loader_.backend();
-  const MatmulShapeKey& s = linear.shape;
+  const MatmulShapeKey s = run_shape(linear);
   if (!linear.quantized) {
     if (p.dense_small) {
       const LmHeadGeometry g = geometry(p.dense_config, LmHeadShape{M, s.K, s.N});
@@ -159,39 +163,28 @@ void MatmulDispatch::run(const DeviceLinear& linear, int64_t M, uint64_t x, uint
                     {out, x, linear.dense.raw(), workspace_address}, stream);
     return;
   }
-  const Q4MatmulOperands operands{out,
-                                  x,
-                                  linear.x_map ? linear.x_map.raw() : 0,
-                                  linear.qweight.raw(),
-                                  linear.scales.raw(),
-                                  linear.qzeros.raw(),
-                                  workspace_address};
+  if (linear.shape.act_order && !x_sorted) {
+    LaunchGeometry gather;
+    gather.grid = {unsigned((s.K + 255) / 256), unsigned(M), 1};
+    gather.block = {256, 1, 1};
+    launch_kernel(backend, p.gather, gather, stream, scratch, x, linear.x_map.raw(), int(s.K));
+    x = scratch;
+  }
+  const Q4MatmulOperands operands{
+      out, x, 0, linear.qweight.raw(), linear.scales.raw(), linear.qzeros.raw(), workspace_address};
+  const Q4MatmulShape shape{M, s.K, s.N, s.group_size, false};
   switch (p.choice.path) {
     case MatmulPath::gemv:
-      launch_q4_matmul(backend, p.gemv, {M, s.K, s.N, s.group_size, s.act_order}, operands, stream);
+      launch_q4_matmul(backend, p.gemv, shape, operands, stream);
       break;
-    case MatmulPath::mma: {
-      if (!s.act_order) {
-        launch_q4_mma(backend, p.mma, {M, s.K, s.N, s.group_size, false}, operands, stream);
-        break;
-      }
-      const uint64_t sorted_x = scratch;
-      LaunchGeometry gather;
-      gather.grid = {unsigned((s.K + 255) / 256), unsigned(M), 1};
-      gather.block = {256, 1, 1};
-      launch_kernel(backend, p.gather, gather, stream, sorted_x, x, linear.x_map.raw(), int(s.K));
-      Q4MatmulOperands sorted = operands;
-      sorted.x = sorted_x;
-      sorted.x_map = 0;
-      launch_q4_mma(backend, p.mma, {M, s.K, s.N, s.group_size, false}, sorted, stream);
+    case MatmulPath::mma:
+      launch_q4_mma(backend, p.mma, {M, s.K, s.N, s.group_size, false}, operands, stream);
       break;
-    }
     case MatmulPath::dequant_gemm: {
-      const uint64_t weight = scratch;
-      launch_dequantize_q4(backend, p.dequantize, {s.K, s.N, s.group_size},
-                           {weight, linear.qweight.raw(), linear.scales.raw(), linear.qzeros.raw(),
-                            linear.sorted_of ? linear.sorted_of.raw() : 0},
-                           stream);
+      const uint64_t weight = scratch + uint64_t(p.gather_bytes);
+      launch_dequantize_q4(
+          backend, p.dequantize, {s.K, s.N, s.group_size},
+          {weight, linear.qweight.raw(), linear.scales.raw(), linear.qzeros.raw(), 0}, stream);
       launch_gemm_f16(backend, p.gemm, GemmShape{M, s.K, s.N}, {out, x, weight, workspace_address},
                       stream);
       break;

@@ -27,15 +27,22 @@ class MatmulDispatch {
   MatmulDispatch(KernelLoader& loader, const MatmulChooser& chooser,
                  std::optional<MatmulPath> forced = std::nullopt);
 
+  // Act-order weights are multiplied as the plain GPTQ matrix their sorted rows form (group g is
+  // rows g*group_size.., model/gptq.hpp), with x in the same sorted order: the producer of x
+  // writes it so when it can (x_sorted in run), else run gathers it first. So every path runs
+  // and is tuned as act_order = false (run_shape), and no kernel reads x through x_map.
+  static MatmulShapeKey run_shape(const DeviceLinear& linear);
+
   // Chooses, compiles and loads the kernels of `linear` at M rows; returns the scratch bytes the
   // launch needs (gathered activations, a dequantized weight: free memory, any content). The
   // split-K workspaces that must start zero are owned here, one per choice, because a kernel
   // that writes scratch would break another's zero invariant in a shared buffer.
   int64_t prepare(const DeviceLinear& linear, int64_t M);
-  // Enqueues out[M, N] = x[M, K] W^T (fp16, x in original row order). prepare() first, and
+  // Enqueues out[M, N] = x[M, K] W^T (fp16). x is in original row order, or in the weights'
+  // sorted row order (x[s] = original x[x_map[s]]) when x_sorted. prepare() first, and
   // `scratch` at least the bytes it returned.
   void run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out, uint64_t scratch,
-           StreamView stream);
+           StreamView stream, bool x_sorted = false);
   // The choice for linear at M rows, for --verbose lines: "gemv bt256... (tuned)".
   std::string describe(const DeviceLinear& linear, int64_t M);
 
@@ -51,7 +58,8 @@ class MatmulDispatch {
     bool dense_small = false;
     DeviceBuffer zeroed;  // the split-K workspace, zero between launches; empty when none
     int64_t scratch_bytes = 0;
-    Function gather;  // mma with act-order: q4_gather_kernel
+    Function gather;           // act-order weights, x not sorted by its producer: q4_gather_kernel
+    int64_t gather_bytes = 0;  // the sorted x at the start of scratch
   };
   using Key = std::tuple<bool, int64_t, int64_t, int64_t, bool, int>;
   const Prepared& prepared(const DeviceLinear& linear, int64_t M);

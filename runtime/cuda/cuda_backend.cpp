@@ -151,6 +151,14 @@ Event CudaBackend::create_event() {
 }
 
 void CudaBackend::record(const Event& event, StreamView stream) {
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (stream.raw != 0) Q4JIT_CU(*driver_, cuStreamIsCapturing, as_stream(stream.raw), &status);
+  if (status == CU_STREAM_CAPTURE_STATUS_ACTIVE) {
+    // A record node in the graph (a plain record while capturing only orders streams).
+    Q4JIT_CU(*driver_, cuEventRecordWithFlags, as_event(event.raw()), as_stream(stream.raw),
+             CU_EVENT_RECORD_EXTERNAL);
+    return;
+  }
   Q4JIT_CU(*driver_, cuEventRecord, as_event(event.raw()), as_stream(stream.raw));
 }
 
@@ -231,9 +239,42 @@ int CudaBackend::max_active_blocks_per_sm(const Function& function, int block_th
   return blocks;
 }
 
+bool CudaBackend::set_overlapped_launches(const Stream& stream, bool on) {
+  const std::lock_guard lock(overlapped_mutex_);
+  if (on && current_device().sm() >= 90) {
+    overlapped_streams_.insert(stream.raw());
+    return true;
+  }
+  overlapped_streams_.erase(stream.raw());
+  return false;
+}
+
 void CudaBackend::launch(const Function& function, const LaunchGeometry& geometry, void** args,
                          StreamView stream) {
   allow_dynamic_smem(function, geometry.dynamic_smem_bytes);
+  bool overlapped = false;
+  {
+    const std::lock_guard lock(overlapped_mutex_);
+    overlapped = overlapped_streams_.count(stream.raw) > 0;
+  }
+  if (overlapped) {
+    CUlaunchAttribute attribute{};
+    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config{};
+    config.gridDimX = geometry.grid[0];
+    config.gridDimY = geometry.grid[1];
+    config.gridDimZ = geometry.grid[2];
+    config.blockDimX = geometry.block[0];
+    config.blockDimY = geometry.block[1];
+    config.blockDimZ = geometry.block[2];
+    config.sharedMemBytes = static_cast<unsigned>(geometry.dynamic_smem_bytes);
+    config.hStream = as_stream(stream.raw);
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    Q4JIT_CU(*driver_, cuLaunchKernelEx, &config, as_function(function.raw), args, nullptr);
+    return;
+  }
   Q4JIT_CU(*driver_, cuLaunchKernel, as_function(function.raw), geometry.grid[0], geometry.grid[1],
            geometry.grid[2], geometry.block[0], geometry.block[1], geometry.block[2],
            static_cast<unsigned>(geometry.dynamic_smem_bytes), as_stream(stream.raw), args,
@@ -245,9 +286,12 @@ void CudaBackend::release(ResourceKind kind, uint64_t raw) noexcept {
     case ResourceKind::buffer:
       driver_->cuMemFree(raw);
       break;
-    case ResourceKind::stream:
+    case ResourceKind::stream: {
+      const std::lock_guard lock(overlapped_mutex_);
+      overlapped_streams_.erase(raw);
       driver_->cuStreamDestroy(as_stream(raw));
       break;
+    }
     case ResourceKind::event:
       driver_->cuEventDestroy(as_event(raw));
       break;

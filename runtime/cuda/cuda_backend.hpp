@@ -4,6 +4,8 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <set>
 
 #include "runtime/backend.hpp"
 #include "runtime/cuda/driver_library.hpp"
@@ -43,6 +45,7 @@ class CudaBackend final : public Backend {
                                int64_t dynamic_smem_bytes) override;
   void launch(const Function& function, const LaunchGeometry& geometry, void** args,
               StreamView stream) override;
+  bool set_overlapped_launches(const Stream& stream, bool on) override;
 
   void release(ResourceKind kind, uint64_t raw) noexcept override;
 
@@ -52,6 +55,8 @@ class CudaBackend final : public Backend {
   int selected_ = -1;
   CUcontext context_ = nullptr;
   DeviceInfo current_;
+  std::mutex overlapped_mutex_;
+  std::set<uint64_t> overlapped_streams_;  // set_overlapped_launches; guarded by the mutex
 };
 
 }  // namespace q4jit

@@ -167,6 +167,23 @@ TEST_P(GpuEngineSmall, GraphsChangeNothing) {
   EXPECT_EQ(without.stats().graph_replays, 0);
 }
 
+// Overlapped launches (programmatic dependent launch, on by default on sm_90) against plain
+// stream order, prefill and graph-replayed decode: the kernels' grid_dependency_begin must keep
+// every read after the previous kernel's writes.
+TEST_P(GpuEngineSmall, OverlappedLaunchesChangeNothing) {
+  GpuEngineOptions options = test_options();
+  GpuEngine overlapped(model_, options);
+  options.overlap_launches = false;
+  GpuEngine plain(model_, options);
+  const std::vector<int32_t> prompt = random_tokens(40, 4096, 13);
+  ASSERT_LE(relative_error(overlapped.forward(prompt, true), plain.forward(prompt, true)), 1e-3);
+  for (int32_t token : random_tokens(12, 4096, 14)) {
+    const auto a = overlapped.forward(std::span<const int32_t>(&token, 1), false);
+    const auto b = plain.forward(std::span<const int32_t>(&token, 1), false);
+    ASSERT_LE(relative_error(a, b), 1e-3) << "token " << token;
+  }
+}
+
 // Each matmul path, forced for every projection, against the CPU (prefill and decode).
 TEST_P(GpuEngineSmall, EveryMatmulPathMatchesTheCpu) {
   if (GetParam().group_size == 0) GTEST_SKIP() << "fp16 model: no GPTQ matmul paths";

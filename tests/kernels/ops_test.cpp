@@ -18,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <set>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "kernel_sources/elementwise.hpp"
 #include "kernel_sources/embedding.hpp"
 #include "kernel_sources/lm_head.hpp"
+#include "kernel_sources/rms_norm.hpp"
 #include "kernel_sources/rope_cache.hpp"
 #include "model/ref/cpu_engine.hpp"
 #include "runtime/kernel_service.hpp"
@@ -154,6 +156,19 @@ TEST(OpsSpace, LegalityFollowsShape) {
   EXPECT_FALSE(legal(LmHeadConfig{}, device, {1, 500, 4096})) << "C % 8";
 }
 
+// A family's whole space plus the default variants outside it (the fused add_rms_norm kernels at
+// the block sizes the engine picks are kernels of their own, not configurations).
+std::vector<KernelVariant> variants_to_check(const KernelFamily& family) {
+  std::vector<KernelVariant> variants = family.all_variants;
+  for (const KernelVariant& variant : family.default_variants) {
+    const bool listed = std::any_of(variants.begin(), variants.end(), [&](const auto& other) {
+      return other.name_expression == variant.name_expression;
+    });
+    if (!listed) variants.push_back(variant);
+  }
+  return variants;
+}
+
 // Every family's variants in programs of a few kernels each.
 std::vector<CompileRequest> family_requests(const KernelFamily& family,
                                             const std::vector<KernelVariant>& variants,
@@ -173,7 +188,7 @@ std::vector<CompileRequest> family_requests(const KernelFamily& family,
 std::vector<KernelFamily> op_families() {
   return {embedding_family(),         rope_cache_family(), attention_decode_family(),
           attention_prefill_family(), silu_mul_family(),   residual_add_family(),
-          logits_f32_family(),        lm_head_family()};
+          logits_f32_family(),        lm_head_family(),    rms_norm_family()};
 }
 
 // The whole space of every op family compiles (no GPU needed).
@@ -184,8 +199,9 @@ TEST(OpsCompile, WholeSpaceForSm90) {
   std::vector<CompileRequest> requests;
   size_t kernels = 0;
   for (const KernelFamily& family : op_families()) {
-    kernels += family.all_variants.size();
-    for (CompileRequest& request : family_requests(family, family.all_variants, {90, false}, 8))
+    const std::vector<KernelVariant> variants = variants_to_check(family);
+    kernels += variants.size();
+    for (CompileRequest& request : family_requests(family, variants, {90, false}, 8))
       requests.push_back(std::move(request));
   }
   const auto started = std::chrono::steady_clock::now();
@@ -223,7 +239,7 @@ class OpsGpu : public test::GpuTest {
   std::map<std::string, Kernel> load(const KernelFamily& family) {
     KernelService service(*compiler_, nullptr);
     const CompileTarget target = select_target(device().sm(), compiler_->supported_archs());
-    const auto requests = family_requests(family, family.all_variants, target, 4);
+    const auto requests = family_requests(family, variants_to_check(family), target, 4);
     const auto results =
         service.get_all(requests, std::max(1u, std::thread::hardware_concurrency()));
     std::map<std::string, Kernel> kernels;
@@ -413,8 +429,8 @@ TEST_F(OpsGpu, RopeCacheEveryConfig) {
       const RopeCacheGeometry g = geometry(cfg, shape);
       const int q_stride = c.fused ? width : H * D, kv_stride = c.fused ? width : Hkv * D;
       launch_kernel(*backend_, kernels.at(name_expression(cfg)).function,
-                    launch_geometry(g.grid_x, 1, g.block_x), {}, q_address, q_stride, k_address,
-                    kv_stride, v_address, kv_stride, key_cache.raw(), value_cache.raw(),
+                    launch_geometry(g.grid_x, g.grid_y, g.block_x), {}, q_address, q_stride,
+                    k_address, kv_stride, v_address, kv_stride, key_cache.raw(), value_cache.raw(),
                     positions_device.raw(), max_positions, H, Hkv, D, c.theta, c.scale);
       const std::vector<uint16_t> got_q_raw =
           download<uint16_t>(fused, c.fused ? qkv.size() : q_only.size());
@@ -527,6 +543,12 @@ TEST_F(OpsGpu, AttentionDecodeEveryConfig) {
       backend_->memset(scratch.raw(), 0,
                        static_cast<size_t>(workspace(configs[0], shape).partials_offset), {});
       const DeviceBuffer length_device = upload(std::vector<int32_t>{length});
+      std::vector<int32_t> order(want.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng);
+      std::vector<float> scattered_want(want.size());
+      for (size_t i = 0; i < want.size(); ++i) scattered_want[size_t(order[i])] = want[i];
+      const DeviceBuffer order_device = upload(order);
       for (const AttentionDecodeConfig& cfg : configs) {
         const AttentionDecodeWorkspace layout = workspace(cfg, shape);
         const AttentionDecodeGeometry g = geometry(cfg, shape);
@@ -535,15 +557,17 @@ TEST_F(OpsGpu, AttentionDecodeEveryConfig) {
         const AttentionDecodeWorkspace wide = workspace(cfg, {H, Hkv, D, length + 2 * cfg.split});
         ASSERT_LE(wide.bytes, workspace_bytes) << to_string(cfg);
         for (int run = 0; run < 2; ++run) {
+          // Run 2 also writes through a random output order, as for an act-order o projection.
           const DeviceBuffer out = poisoned(size_t(H) * D * 2);
           launch_kernel(*backend_, kernels.at(name_expression(cfg)).function,
                         launch_geometry(g.grid_x, g.grid_y + (run == 1 ? 2 : 0), g.block_x), {},
                         out.raw(), q_device.raw(), keys.raw(), values.raw(), scratch.raw(),
                         scratch.raw() + layout.partials_offset, length_device.raw(), H, Hkv,
-                        1.0f / std::sqrt(float(D)));
+                        1.0f / std::sqrt(float(D)), run == 1 ? order_device.raw() : uint64_t(0));
           check(to_string(cfg) + " " + heads.name() + " length " + std::to_string(length) +
-                    (run == 1 ? " with 2 extra splits" : ""),
-                relative_error(to_floats(download<uint16_t>(out, want.size())), want));
+                    (run == 1 ? " with 2 extra splits, scattered" : ""),
+                relative_error(to_floats(download<uint16_t>(out, want.size())),
+                               run == 1 ? scattered_want : want));
         }
       }
     }
@@ -635,6 +659,56 @@ TEST_F(OpsGpu, SiluMulEveryConfig) {
     }
   }
   summarize("silu_mul", kernels.size(), cases);
+}
+
+// The fused residual add + RMSNorm with an act-order output order at every block size the engine
+// picks, against the unfused CPU definition.
+TEST_F(OpsGpu, FusedAddRmsNorm) {
+  const auto norms = load(rms_norm_family());
+  std::mt19937 rng(412);
+  size_t cases = 0;
+  for (int C : {512, 4096, 5120}) {
+    for (int M : {1, 3}) {
+      for (bool with_delta : {false, true}) {
+        ++cases;
+        const std::vector<uint16_t> x = random_halves(size_t(M) * C, rng, 2.0f);
+        const std::vector<uint16_t> delta = random_halves(x.size(), rng, 2.0f);
+        const std::vector<uint16_t> weight = random_halves(size_t(C), rng, 1.5f);
+        std::vector<int32_t> order(static_cast<size_t>(C));
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), rng);
+        std::vector<float> sum(x.size()), normalized(x.size()), want(x.size());
+        for (size_t i = 0; i < x.size(); ++i) {
+          const float added = half_to_float(x[i]) + (with_delta ? half_to_float(delta[i]) : 0.0f);
+          sum[i] = half_to_float(float_to_half(added));
+        }
+        ref::rms_norm(sum.data(), to_floats(weight).data(), normalized.data(), M, C, 1e-5f);
+        for (int m = 0; m < M; ++m)
+          for (int j = 0; j < C; ++j)
+            want[size_t(m) * C + j] = normalized[size_t(m) * C + order[size_t(j)]];
+        const DeviceBuffer delta_device = upload(delta), weight_device = upload(weight),
+                           order_device = upload(order);
+        for (int threads : {128, 256, 512, 1024}) {
+          const DeviceBuffer out = poisoned(x.size() * 2), x_copy = upload(x);
+          RmsNormConfig cfg;
+          cfg.block_threads = threads;
+          cfg.stage_row = true;
+          const RmsNormGeometry g = geometry(cfg, {M, C});
+          launch_kernel(*backend_, norms.at(add_name_expression(cfg)).function,
+                        launch_geometry(g.grid_x, 1, g.block_x, g.dynamic_smem_bytes), {},
+                        out.raw(), x_copy.raw(), with_delta ? delta_device.raw() : uint64_t(0),
+                        weight_device.raw(), order_device.raw(), C, 1e-5f);
+          const std::string label = "add_rms_norm bt" + std::to_string(threads) + " C" +
+                                    std::to_string(C) + " M" + std::to_string(M) +
+                                    (with_delta ? " +" : "");
+          check(label, relative_error(to_floats(download<uint16_t>(out, want.size())), want));
+          check(label + " residual written back",
+                relative_error(to_floats(download<uint16_t>(x_copy, x.size())), sum), 1e-6);
+        }
+      }
+    }
+  }
+  summarize("add_rms_norm", 4, cases);
 }
 
 TEST_F(OpsGpu, ResidualAddEveryConfig) {
@@ -759,8 +833,8 @@ TEST_F(OpsGpu, AttentionTimings) {
         launch_kernel(*backend_, decode_kernels.at(name_expression(cfg)).function,
                       launch_geometry(g.grid_x, g.grid_y, g.block_x), {}, out.raw(), q.raw(),
                       keys.raw(), values.raw(), scratch.raw(),
-                      scratch.raw() + workspace(cfg, decode).partials_offset,
-                      length_device.raw(), H, Hkv, scale);
+                      scratch.raw() + workspace(cfg, decode).partials_offset, length_device.raw(),
+                      H, Hkv, scale, uint64_t(0));
       });
       best_decode = std::min(best_decode, {us, to_string(cfg)});
     }

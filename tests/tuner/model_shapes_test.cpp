@@ -46,7 +46,8 @@ std::string act_order_projections(const std::filesystem::path& dir, bool shared)
   const std::vector<TuneShape> shapes = model_matmul_shapes(dir);
   std::string projections;
   for (const TuneShape& shape : shapes) {
-    EXPECT_TRUE(shape.shape.act_order) << describe(shapes);
+    // The engine runs act-order weights sorted, on sorted x: the problem is a plain one.
+    EXPECT_FALSE(shape.shape.act_order) << describe(shapes);
     projections += shape.projections + ";";
   }
   for (const char* name : {"q", "k", "v", "o", "gate", "up", "down"}) {
@@ -82,7 +83,7 @@ TEST(ModelShapes, DefaultFixtureModel) {
   ASSERT_FALSE(shapes.empty());
   for (const TuneShape& shape : shapes) {
     EXPECT_EQ(shape.shape.group_size, 128) << describe(shapes);
-    EXPECT_TRUE(shape.shape.act_order) << describe(shapes);
+    EXPECT_FALSE(shape.shape.act_order) << describe(shapes);  // act-order, tuned as sorted
   }
   std::printf("fixture model shapes:\n%s", describe(shapes).c_str());
 }
