@@ -84,15 +84,24 @@ __device__ __forceinline__ void store_device_coherent(float* address, float valu
 // Programmatic dependent launch (sm_90): the engine may launch a kernel while the one before it
 // on the stream is still running, so that its launch and prologue overlap the other's tail.
 // Invariant: every kernel of kernel_sources/ calls grid_dependency_begin() before its first
-// access to global memory; that waits for the previous grid to complete and its writes to be
-// visible (a no-op when the launch did not ask for the overlap, and before sm_90), then lets the
-// next kernel be launched once every block of this one has started. Because each kernel waits
-// for its predecessor in full, a kernel also sees everything earlier kernels wrote.
+// access to global memory that an earlier kernel may write (only reads of weights, which no kernel
+// writes, may come first: the q4 stream kernel prefetches them); that waits for the previous grid
+// to complete and its writes to be visible (a no-op when the launch did not ask for the overlap,
+// and before sm_90), then lets the next kernel be launched once every block of this one has
+// started. Because each kernel waits for its predecessor in full, a kernel also sees everything
+// earlier kernels wrote.
 namespace q4jit_device {
 __device__ __forceinline__ void grid_dependency_begin() {
 #if Q4JIT_INLINE_PTX && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// Asks L2 for the 128-byte line holding `address` (sm_90, where kernels launch overlapped: a
+// kernel prefetches its weights before grid_dependency_begin; elsewhere nothing).
+__device__ __forceinline__ void prefetch_l2(const void* address) {
+#if Q4JIT_INLINE_PTX && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(address));
 #endif
 }
 }  // namespace q4jit_device

@@ -48,7 +48,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm > 0 ? kBlocksPerSm : 1)
                      const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
                      const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
                      int K, int N, int group_size) {
-  q4jit_device::grid_dependency_begin();
   static_assert(kThreads == 32 || kThreads == 64 || kThreads == 128 || kThreads == 256,
                 "kThreads: 32, 64, 128 or 256");
   static_assert(kColumns == 2 || kColumns == 4 || kColumns == 8, "kColumns: 2, 4 or 8");
@@ -118,7 +117,21 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm > 0 ? kBlocksPerSm : 1)
   const int unit_stride = kPersistent ? int(gridDim.x) : units;
   int pass = 0;
   Batch words;
-  if (unit < units) load_batch(words, unit, 0);
+  // Weights are never written by an earlier kernel: the first unit's rows are requested from L2
+  // and its first batch loaded before waiting for the previous kernel (portable.cuh).
+  if (unit < units) {
+    const int first_tile = unit % tiles, first_row = unit / tiles * kSliceRows;
+    const int last_line_column = max(0, N - 32);  // a 128-byte line holds 32 words
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      const int row = first_row + local_row_of(0, r);
+      for (int line = lane; line < kColumns && row < packed_rows; line += 32) {
+        const int column = min(first_tile * kTileColumns + line * 32, last_line_column);
+        prefetch_l2(qweight + size_t(row) * N + column);
+      }
+    }
+    load_batch(words, unit, 0);
+  }
+  grid_dependency_begin();
   while (unit < units) {
     const int tile = unit % tiles, split = unit / tiles;
     const int row_begin = split * kSliceRows;

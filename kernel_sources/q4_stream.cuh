@@ -228,6 +228,41 @@ __device__ __forceinline__ void stream(__half* __restrict__ out, float* __restri
   }
 }
 
+// Asks L2 for the first of this warp's weight chunks (up to an equal share of kPrefetchBytes over
+// the grid), before the kernel waits for the previous one: weights are never written by an
+// earlier kernel, so under programmatic dependent launch they stream in while that kernel (a norm,
+// RoPE, attention, SiLU: little memory traffic) still runs. One prefetch per 128-byte line,
+// spread over the lanes; columns clamped inside the row.
+template <int kThreads, int kColumns, int kChunkRows>
+__device__ __forceinline__ void prefetch_first_chunks(const unsigned* __restrict__ qweight, int K,
+                                                      int N) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr long long kPrefetchBytes = 24ll << 20;  // about half the H100's L2
+  constexpr int kWarps = kThreads / 32;
+  constexpr int kTileColumns = 32 * kColumns;
+  constexpr int kLinesPerRow = kTileColumns * 4 / 128;
+  constexpr int kLinesPerChunk = kLinesPerRow * kChunkRows;
+  const int lane = threadIdx.x % 32;
+  const long long warp = (long long)blockIdx.x * kWarps + threadIdx.x / 32;
+  const long long warps = (long long)gridDim.x * kWarps;
+  const int tile_chunks = K / 8 / kChunkRows;
+  const int tiles = (N + kTileColumns - 1) / kTileColumns;
+  const long long total = (long long)tiles * tile_chunks;
+  const long long range_begin = total * warp / warps, range_end = total * (warp + 1) / warps;
+  const long long share = max(1ll, kPrefetchBytes / (warps * kLinesPerChunk * 128));
+  const long long end = min(range_end, range_begin + share);
+  const int last_line_column = max(0, N - 32);  // a 128-byte line holds 32 words
+  for (long long at = range_begin; at < end; ++at) {
+    const int tile = int(at / tile_chunks), row0 = int(at % tile_chunks) * kChunkRows;
+    for (int line = lane; line < kLinesPerChunk; line += 32) {
+      const int row = row0 + line / kLinesPerRow;
+      const int column = min(tile * kTileColumns + (line % kLinesPerRow) * 32, last_line_column);
+      q4jit_device::prefetch_l2(qweight + size_t(row) * N + column);
+    }
+  }
+#endif
+}
+
 }  // namespace q4_stream_detail
 
 template <int kThreads = 128, int kColumns = 4, int kLoadBits = 128, int kRowsM = 1,
@@ -238,6 +273,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
                      const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
                      const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
                      int K, int N, int group_size) {
+  q4_stream_detail::prefetch_first_chunks<kThreads, kColumns, kChunkRows>(qweight, K, N);
   q4jit_device::grid_dependency_begin();
   static_assert(kThreads == 64 || kThreads == 128 || kThreads == 256, "kThreads: 64, 128, 256");
   static_assert(kColumns == 2 || kColumns == 4 || kColumns == 8, "kColumns: 2, 4 or 8");
