@@ -397,8 +397,12 @@ int write_from_child(const fs::path& path, int child) {
     for (int i = 0; i < 60; ++i) {
       TuningKey key = sample_key(1 << (i % 7));
       key.K = 1024 + 8 * (i / 7);
-      const TrialRecord trial =
-          make_trial("c" + std::to_string(child) + "." + std::to_string(i), TrialStatus::ok, i + 1);
+      // Appended piece by piece: GCC 12's -Wrestrict misfires on "c" + to_string(...) at -O3.
+      std::string config = "c";
+      config += std::to_string(child);
+      config += '.';
+      config += std::to_string(i);
+      const TrialRecord trial = make_trial(config, TrialStatus::ok, i + 1);
       db.save_trial(key, trial);
       WinnerRecord winner = sample_winner();
       winner.config = trial.config;
