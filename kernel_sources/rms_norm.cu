@@ -15,6 +15,37 @@
 
 #include "q4jit_common.cuh"
 
+namespace rms_norm_detail {
+
+// Llama's RMSNorm rounding: half(half(x * inverse_rms) * weight).
+__device__ __forceinline__ __half normalize(__half x, __half weight, float inverse_rms) {
+  const __half normalized = __float2half(__half2float(x) * inverse_rms);
+  return __float2half(__half2float(normalized) * __half2float(weight));
+}
+
+template <int kVectorWidth>
+__device__ __forceinline__ void add_squares(float& sum,
+                                            const q4jit_device::HalfVector<kVectorWidth>& v) {
+#pragma unroll
+  for (int j = 0; j < kVectorWidth; ++j) {
+    const float value = __half2float(v.value[j]);
+    sum += value * value;
+  }
+}
+
+template <int kVectorWidth>
+__device__ __forceinline__ q4jit_device::HalfVector<kVectorWidth> normalize(
+    const q4jit_device::HalfVector<kVectorWidth>& x,
+    const q4jit_device::HalfVector<kVectorWidth>& weight, float inverse_rms) {
+  q4jit_device::HalfVector<kVectorWidth> result;
+#pragma unroll
+  for (int j = 0; j < kVectorWidth; ++j)
+    result.value[j] = normalize(x.value[j], weight.value[j], inverse_rms);
+  return result;
+}
+
+}  // namespace rms_norm_detail
+
 template <int kBlockThreads = 256, int kVectorWidth = 8, bool kStageRow = false>
 __global__ void __launch_bounds__(kBlockThreads)
     rms_norm_kernel(__half* out, const __half* x, const __half* weight, int hidden, float eps) {
@@ -37,25 +68,14 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int i = threadIdx.x; i < vectors; i += kBlockThreads) {
     const Vector v = x_row[i];
     if (kStageRow) staged[i] = v;
-#pragma unroll
-    for (int j = 0; j < kVectorWidth; ++j) {
-      const float value = __half2float(v.value[j]);
-      sum_squares += value * value;
-    }
+    rms_norm_detail::add_squares(sum_squares, v);
   }
   const float inverse_rms =
       rsqrtf(q4jit_device::block_sum<kBlockThreads>(sum_squares) / hidden + eps);
 
   for (int i = threadIdx.x; i < vectors; i += kBlockThreads) {
     const Vector v = kStageRow ? staged[i] : x_row[i];
-    const Vector w = weight_vectors[i];
-    Vector result;
-#pragma unroll
-    for (int j = 0; j < kVectorWidth; ++j) {
-      const __half normalized = __float2half(__half2float(v.value[j]) * inverse_rms);
-      result.value[j] = __float2half(__half2float(normalized) * __half2float(w.value[j]));
-    }
-    out_row[i] = result;
+    out_row[i] = rms_norm_detail::normalize(v, weight_vectors[i], inverse_rms);
   }
 }
 
@@ -91,11 +111,7 @@ __global__ void __launch_bounds__(kBlockThreads)
       x_row[i] = v;
     }
     staged[i] = v;
-#pragma unroll
-    for (int j = 0; j < kVectorWidth; ++j) {
-      const float value = __half2float(v.value[j]);
-      sum_squares += value * value;
-    }
+    rms_norm_detail::add_squares(sum_squares, v);
   }
   const float inverse_rms =
       rsqrtf(q4jit_device::block_sum<kBlockThreads>(sum_squares) / hidden + eps);
@@ -105,14 +121,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   if (order == nullptr) {
     const Vector* weight_vectors = reinterpret_cast<const Vector*>(weight);
     for (int i = threadIdx.x; i < vectors; i += kBlockThreads) {
-      const Vector v = staged[i], w = weight_vectors[i];
-      Vector result;
-#pragma unroll
-      for (int j = 0; j < kVectorWidth; ++j) {
-        const __half normalized = __float2half(__half2float(v.value[j]) * inverse_rms);
-        result.value[j] = __float2half(__half2float(normalized) * __half2float(w.value[j]));
-      }
-      reinterpret_cast<Vector*>(out_row)[i] = result;
+      reinterpret_cast<Vector*>(out_row)[i] =
+          rms_norm_detail::normalize(staged[i], weight_vectors[i], inverse_rms);
     }
     return;
   }
@@ -133,8 +143,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * kBlockThreads;
       if (i >= hidden) break;
-      const __half normalized = __float2half(__half2float(staged_values[source[u]]) * inverse_rms);
-      out_row[i] = __float2half(__half2float(normalized) * __half2float(w[u]));
+      out_row[i] = rms_norm_detail::normalize(staged_values[source[u]], w[u], inverse_rms);
     }
   }
 }
