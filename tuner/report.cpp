@@ -149,6 +149,21 @@ Report build_report(const TuningDb& db, const std::string& device_filter,
   return report;
 }
 
+namespace {
+
+// The fields that name a decision's problem, first in each decision and fusion object.
+nlohmann::ordered_json decision_key_json(const TuningKey& key) {
+  return {{"device", key.device.name},
+          {"K", key.K},
+          {"N", key.N},
+          {"group_size", key.group_size},
+          {"act_order", key.act_order},
+          {"m_bucket", key.m_bucket},
+          {"dtype", key.dtype}};
+}
+
+}  // namespace
+
 std::string report_json(const Report& report) {
   nlohmann::ordered_json json;
   json["devices"] = nlohmann::ordered_json::array();
@@ -206,38 +221,27 @@ std::string report_json(const Report& report) {
     const DecisionRecord& d = row.decision;
     nlohmann::ordered_json alternatives = nlohmann::ordered_json::object();
     for (const auto& [name, us] : d.alternatives) alternatives[name] = std::stod(fixed(us, 3));
-    json["decisions"].push_back({{"device", row.key.device.name},
-                                 {"K", row.key.K},
-                                 {"N", row.key.N},
-                                 {"group_size", row.key.group_size},
-                                 {"act_order", row.key.act_order},
-                                 {"m_bucket", row.key.m_bucket},
-                                 {"dtype", row.key.dtype},
-                                 {"path", d.choice},
-                                 {"config", d.config},
-                                 {"median_us", std::stod(fixed(d.median_us, 3))},
-                                 {"default_path", d.default_choice},
-                                 {"default_us", std::stod(fixed(d.default_us, 3))},
-                                 {"alternatives_us", alternatives},
-                                 {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
+    nlohmann::ordered_json item = decision_key_json(row.key);
+    item.update({{"path", d.choice},
+                 {"config", d.config},
+                 {"median_us", std::stod(fixed(d.median_us, 3))},
+                 {"default_path", d.default_choice},
+                 {"default_us", std::stod(fixed(d.default_us, 3))},
+                 {"alternatives_us", alternatives},
+                 {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
+    json["decisions"].push_back(std::move(item));
   }
   json["fusions"] = nlohmann::ordered_json::array();
   for (const DecisionRow& row : report.fusions) {
     const DecisionRecord& d = row.decision;
-    json["fusions"].push_back(
-        {{"device", row.key.device.name},
-         {"K", row.key.K},
-         {"N", row.key.N},
-         {"group_size", row.key.group_size},
-         {"act_order", row.key.act_order},
-         {"m_bucket", row.key.m_bucket},
-         {"dtype", row.key.dtype},
-         {"parts", d.config},
-         {"choice", d.choice},
-         {"fused_us", std::stod(fixed(alternative_us(d, kFusedChoice), 3))},
-         {"separate_us", std::stod(fixed(alternative_us(d, kSeparateChoice), 3))},
-         {"default", d.default_choice},
-         {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
+    nlohmann::ordered_json item = decision_key_json(row.key);
+    item.update({{"parts", d.config},
+                 {"choice", d.choice},
+                 {"fused_us", std::stod(fixed(alternative_us(d, kFusedChoice), 3))},
+                 {"separate_us", std::stod(fixed(alternative_us(d, kSeparateChoice), 3))},
+                 {"default", d.default_choice},
+                 {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
+    json["fusions"].push_back(std::move(item));
   }
   return json.dump(2) + "\n";
 }

@@ -150,6 +150,16 @@ TEST_P(GpuEngineSmall, ChunkedPrefillAndDecodeMatchTheCpu) {
               static_cast<long long>(gpu.stats().graph_captures));
 }
 
+// Decodes `tokens` one at a time on both engines: the logits agree within `bound` at every step.
+void expect_same_decode(Engine& first, Engine& second, const std::vector<int32_t>& tokens,
+                        double bound) {
+  for (int32_t token : tokens) {
+    const auto a = first.forward(std::span<const int32_t>(&token, 1), false);
+    const auto b = second.forward(std::span<const int32_t>(&token, 1), false);
+    ASSERT_LE(relative_error(a, b), bound) << "token " << token;
+  }
+}
+
 // The same tokens through graphs and through plain launches give the same logits up to the
 // order of the split-K fp32 atomics (which differs from run to run even without graphs).
 TEST_P(GpuEngineSmall, GraphsChangeNothing) {
@@ -157,12 +167,7 @@ TEST_P(GpuEngineSmall, GraphsChangeNothing) {
   GpuEngine with_graphs(model_, options);
   options.graphs = false;
   GpuEngine without(model_, options);
-  const std::vector<int32_t> tokens = random_tokens(12, 4096, 12);
-  for (int32_t token : tokens) {
-    const auto a = with_graphs.forward(std::span<const int32_t>(&token, 1), false);
-    const auto b = without.forward(std::span<const int32_t>(&token, 1), false);
-    ASSERT_LE(relative_error(a, b), 1e-3) << "token " << token;
-  }
+  expect_same_decode(with_graphs, without, random_tokens(12, 4096, 12), 1e-3);
   EXPECT_GT(with_graphs.stats().graph_replays, 0);
   EXPECT_EQ(without.stats().graph_replays, 0);
 }
@@ -177,11 +182,11 @@ TEST_P(GpuEngineSmall, OverlappedLaunchesChangeNothing) {
   GpuEngine plain(model_, options);
   const std::vector<int32_t> prompt = random_tokens(40, 4096, 13);
   ASSERT_LE(relative_error(overlapped.forward(prompt, true), plain.forward(prompt, true)), 1e-3);
-  for (int32_t token : random_tokens(12, 4096, 14)) {
-    const auto a = overlapped.forward(std::span<const int32_t>(&token, 1), false);
-    const auto b = plain.forward(std::span<const int32_t>(&token, 1), false);
-    ASSERT_LE(relative_error(a, b), 1e-3) << "token " << token;
-  }
+  // After the 40-token prompt the two fp32 orders of the split-K atomics differ by up to
+  // 1.1e-3 on the g32 act-order asymmetric model (H100, 2 runs in 5, the same value each time;
+  // its decode error against the CPU is 4e-3). A kernel reading before its producer finished
+  // would be off by far more.
+  expect_same_decode(overlapped, plain, random_tokens(12, 4096, 14), 2e-3);
 }
 
 // Each matmul path, forced for every projection, against the CPU (prefill and decode).
