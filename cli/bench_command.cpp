@@ -146,6 +146,38 @@ nlohmann::json where_time_goes(Engine& engine) {
   return steps;
 }
 
+// The engine's shards (--gpu-split; one when unsplit), or an empty array on the CPU.
+nlohmann::json splits_json(const Engine& engine) {
+  nlohmann::json splits = nlohmann::json::array();
+  const auto* gpu = dynamic_cast<const GpuEngine*>(&engine);
+  if (gpu == nullptr) return splits;
+  for (const GpuShardInfo& shard : gpu->shards()) {
+    splits.push_back({{"device", shard.device},
+                      {"device_name", shard.device_name},
+                      {"gib", shard.gib},
+                      {"first_layer", shard.first_layer},
+                      {"end_layer", shard.end_layer},
+                      {"embedding", shard.embedding},
+                      {"head", shard.head},
+                      {"weights_bytes", shard.weight_bytes},
+                      {"cache_bytes", shard.cache_bytes},
+                      {"workspace_bytes", shard.workspace_bytes}});
+  }
+  return splits;
+}
+
+void print_splits(const nlohmann::json& splits) {
+  if (splits.size() < 2) return;
+  for (size_t i = 0; i < splits.size(); ++i) {
+    const auto& split = splits[i];
+    std::printf(
+        "  split %-8zu%s layers %d-%d: weights %.1f MB, KV cache %.1f MB, workspace %.1f MB\n",
+        i + 1, split["device_name"].get<std::string>().c_str(), split["first_layer"].get<int>(),
+        split["end_layer"].get<int>() - 1, split["weights_bytes"].get<double>() / 1e6,
+        split["cache_bytes"].get<double>() / 1e6, split["workspace_bytes"].get<double>() / 1e6);
+  }
+}
+
 void print_time_split(const nlohmann::json& steps) {
   if (!steps.is_array()) return;
   for (const auto& step : steps) {
@@ -166,6 +198,7 @@ void print_text(const nlohmann::json& report) {
               memory["weights_bytes"].get<double>() / 1e6,
               memory["cache_bytes"].get<double>() / 1e6,
               memory["workspace_bytes"].get<double>() / 1e6);
+  print_splits(memory["splits"]);
   const auto& prompt = report["prompt"];
   std::printf("prompt          %d tokens in %.3f s: %.1f tokens/s\n", prompt["tokens"].get<int>(),
               prompt["seconds"].get<double>(), prompt["tokens_per_second"].get<double>());
@@ -225,6 +258,7 @@ void run_bench(const BenchArgs& args) {
   const int32_t after_prompt = greedy(engine->forward(prompt, false));
   const Speed prompt_speed{0, args.prompt_tokens, seconds_since(start)};
   const MemoryUse memory = engine->memory_use();  // workspace grown to the prompt's size
+  const nlohmann::json splits = splits_json(*engine);
   progress("generation: " + std::to_string(args.gen_tokens) + " tokens after " +
            std::to_string(args.prompt_tokens));
   const Speed long_context = time_decode(*engine, after_prompt, args.gen_tokens);
@@ -244,7 +278,8 @@ void run_bench(const BenchArgs& args) {
       {"memory",
        {{"weights_bytes", memory.weights_bytes},
         {"cache_bytes", memory.cache_bytes},
-        {"workspace_bytes", memory.workspace_bytes}}},
+        {"workspace_bytes", memory.workspace_bytes},
+        {"splits", splits}}},
       {"prompt", prompt_speed.json()},
       {"generation_long_context", long_context.json()},
       {"generation_short_context", short_context.json()},

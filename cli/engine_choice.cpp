@@ -28,6 +28,15 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
       ->capture_default_str();
   command.add_option("--tune-budget", option.tune_budget, "GPU: seconds --tune auto may take")
       ->capture_default_str();
+  command.add_option(
+      "--gpu-split", option.gpu_split,
+      "GPU: split the layers over GPUs: comma-separated GB (2^30 bytes) of VRAM per split for "
+      "weights and KV cache, split i on GPU i (\"20,24\"), or GB@GPU to name the device "
+      "(\"0.5@0,8@0\": two splits on GPU 0). Layers go in order, each split taking what fits; "
+      "the embedding goes with the first split, the final norm and lm_head with the last");
+  command.add_flag("--verbose", option.verbose,
+                   "GPU: print the engine's loading steps (tuning, upload, kernels, the splits) on "
+                   "stderr");
   command.add_option("--tuning-db", option.tuning_db,
                      "GPU: tuning database file (default $Q4JIT_TUNING_DB, else "
                      "$XDG_CACHE_HOME/q4jit/tuning.sqlite3)");
@@ -35,8 +44,13 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
 
 std::unique_ptr<Engine> make_engine(const Model& model, const DeviceOption& option,
                                     int max_positions) {
+  // Bad --gpu-split text is an error whatever the device (not a reason to fall back to the CPU).
+  const std::vector<SplitRequest> split = parse_gpu_split(option.gpu_split);
+  if (!split.empty() && option.device == "cpu")
+    throw Error("--gpu-split: splits layers over GPUs; --device cpu runs on none");
   if (option.device == "cpu") return std::make_unique<CpuEngine>(model, max_positions);
   GpuEngineOptions options;
+  options.split = split;
   options.max_positions = max_positions;
   options.prefill_chunk = option.prefill_chunk;
   options.graphs = !option.no_graphs;

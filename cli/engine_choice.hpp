@@ -23,6 +23,7 @@ struct DeviceOption {
   std::optional<MatmulPath> force_path;  // set by perplexity --validate
   std::string tune = "auto";
   double tune_budget = 60;
+  std::string gpu_split;  // --gpu-split text (model/gpu/gpu_split.hpp); empty: one GPU
 };
 
 // Adds --device auto|cpu|gpu and the GPU engine's options to a subcommand.

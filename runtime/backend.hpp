@@ -113,6 +113,11 @@ class Backend {
   virtual void copy_to_host(void* host, uint64_t device, size_t bytes, StreamView stream) = 0;
   virtual void copy_on_device(uint64_t to, uint64_t from, size_t bytes, StreamView stream) = 0;
   virtual void memset(uint64_t device, uint8_t value, size_t bytes, StreamView stream) = 0;
+  // Copies device `from_device`'s memory at `from` to device `to_device`'s at `to` (a model split
+  // over GPUs hands its hidden state on), ordered on `stream`, a stream of either device (CUDA:
+  // cuMemcpyPeerAsync; it goes through the host where the GPUs have no peer access).
+  virtual void copy_peer(uint64_t to, int to_device, uint64_t from, int from_device, size_t bytes,
+                         StreamView stream) = 0;
 
   // --- streams and events
   virtual Stream create_stream() = 0;
@@ -121,6 +126,9 @@ class Backend {
   // Recorded while `stream` is being captured, the record becomes a node of the graph: each
   // replay then records it on the device (how a captured step is timed op by op).
   virtual void record(const Event& event, StreamView stream) = 0;
+  // Work enqueued on `stream` after this call starts only once `event`'s last record has completed
+  // on the device; the event may come from another stream, or from another device's backend.
+  virtual void wait(const Event& event, StreamView stream) = 0;
   // Milliseconds between two recorded events; waits for `end`.
   virtual float elapsed_ms(const Event& start, const Event& end) = 0;
 

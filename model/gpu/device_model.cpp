@@ -138,6 +138,48 @@ std::vector<DeviceLinear> upload_group(Backend& backend, const std::vector<const
   return out;
 }
 
+DeviceLayer upload_layer(Backend& backend, const LayerWeights& w, int l,
+                         const FusionDecision& decide, int64_t& bytes) {
+  const std::string name = "layer " + std::to_string(l) + " ";
+  DeviceLayer layer;
+  layer.input_norm = upload_norm(backend, w.input_norm, bytes);
+  layer.post_norm = upload_norm(backend, w.post_norm, bytes);
+  layer.attention_in = upload_group(backend, {&w.q, &w.k, &w.v}, name, "qkv", decide, bytes);
+  layer.o = upload_linear(backend, {&w.o}, w.o.name, bytes);
+  const GptqLinear* down = w.down.gptq ? &*w.down.gptq : nullptr;
+  layer.down_input_sorted = down != nullptr && down->act_order;
+  if (layer.down_input_sorted) {
+    const Linear gate = with_columns_in_order(w.gate, down->x_map);
+    const Linear up = with_columns_in_order(w.up, down->x_map);
+    layer.mlp_in = upload_group(backend, {&gate, &up}, name, "gate_up", decide, bytes);
+  } else {
+    layer.mlp_in = upload_group(backend, {&w.gate, &w.up}, name, "gate_up", decide, bytes);
+  }
+  layer.down = upload_linear(backend, {&w.down}, w.down.name, bytes);
+  return layer;
+}
+
+// What upload_linear allocates for these projections fused into one.
+int64_t linear_device_bytes(const std::vector<const Linear*>& linears) {
+  int64_t bytes = 0;
+  if (!linears.front()->gptq) {
+    size_t elements = 0;
+    for (const Linear* linear : linears) elements += linear->dense.size();
+    return device_buffer_bytes(elements, 2);
+  }
+  size_t qweight = 0, scales = 0, qzeros = 0;
+  for (const Linear* linear : linears) {
+    qweight += linear->gptq->qweight.size();
+    scales += linear->gptq->scales.size();
+    qzeros += linear->gptq->qzeros.size();
+  }
+  bytes += device_buffer_bytes(qweight, 4) + device_buffer_bytes(scales, 2) +
+           device_buffer_bytes(qzeros, 4);
+  const GptqLinear& first = *linears.front()->gptq;
+  if (first.act_order) bytes += 2 * device_buffer_bytes(first.x_map.size(), 4);
+  return bytes;
+}
+
 }  // namespace
 
 bool can_fuse(const std::vector<const Linear*>& linears) {
@@ -155,37 +197,43 @@ bool can_fuse(const std::vector<const Linear*>& linears) {
 
 DeviceModel upload_model(Backend& backend, const Model& model,
                          const std::function<void(int, int)>& progress,
-                         const FusionDecision& decide) {
+                         const FusionDecision& decide, const ModelPart& part) {
   DeviceModel device;
   const ModelWeights& weights = model.weights;
-  device.embed = upload(backend, weights.embed, device.bytes);
-  if (!weights.lm_head.empty()) device.lm_head = upload(backend, weights.lm_head, device.bytes);
-  device.final_norm = upload_norm(backend, weights.final_norm, device.bytes);
-  const int layers = static_cast<int>(weights.layers.size());
-  for (int l = 0; l < layers; ++l) {
-    const LayerWeights& w = weights.layers[l];
-    const std::string name = "layer " + std::to_string(l) + " ";
-    DeviceLayer layer;
-    layer.input_norm = upload_norm(backend, w.input_norm, device.bytes);
-    layer.post_norm = upload_norm(backend, w.post_norm, device.bytes);
-    layer.attention_in =
-        upload_group(backend, {&w.q, &w.k, &w.v}, name, "qkv", decide, device.bytes);
-    layer.o = upload_linear(backend, {&w.o}, w.o.name, device.bytes);
-    const GptqLinear* down = w.down.gptq ? &*w.down.gptq : nullptr;
-    layer.down_input_sorted = down != nullptr && down->act_order;
-    if (layer.down_input_sorted) {
-      const Linear gate = with_columns_in_order(w.gate, down->x_map);
-      const Linear up = with_columns_in_order(w.up, down->x_map);
-      layer.mlp_in = upload_group(backend, {&gate, &up}, name, "gate_up", decide, device.bytes);
-    } else {
-      layer.mlp_in = upload_group(backend, {&w.gate, &w.up}, name, "gate_up", decide, device.bytes);
-    }
-    layer.down = upload_linear(backend, {&w.down}, w.down.name, device.bytes);
-    device.layers.push_back(std::move(layer));
-    if (progress) progress(l + 1, layers);
+  const int all = static_cast<int>(weights.layers.size());
+  const int end = part.end_layer < 0 ? all : std::min(part.end_layer, all);
+  device.first_layer = std::clamp(part.first_layer, 0, end);
+  if (part.embedding) device.embed = upload(backend, weights.embed, device.bytes);
+  if (part.head) {
+    const bool copy_tied = weights.lm_head.empty() && !part.embedding;
+    if (!weights.lm_head.empty() || copy_tied)
+      device.lm_head = upload(backend, copy_tied ? weights.embed : weights.lm_head, device.bytes);
+    device.final_norm = upload_norm(backend, weights.final_norm, device.bytes);
+  }
+  const int layers = end - device.first_layer;
+  for (int l = device.first_layer; l < end; ++l) {
+    device.layers.push_back(upload_layer(backend, weights.layers[l], l, decide, device.bytes));
+    if (progress) progress(l - device.first_layer + 1, layers);
   }
   backend.synchronize({});
   return device;
+}
+
+int64_t device_buffer_bytes(size_t elements, size_t element_bytes) {
+  return static_cast<int64_t>(std::max<size_t>(elements * element_bytes, 16));
+}
+
+int64_t layer_device_bytes(const LayerWeights& layer) {
+  int64_t bytes = 2 * device_buffer_bytes(layer.input_norm.size(), 2);
+  for (const auto& group : std::vector<std::vector<const Linear*>>{
+           {&layer.q, &layer.k, &layer.v}, {&layer.o}, {&layer.gate, &layer.up}, {&layer.down}}) {
+    if (can_fuse(group)) {
+      bytes += linear_device_bytes(group);
+      continue;
+    }
+    for (const Linear* linear : group) bytes += linear_device_bytes({linear});
+  }
+  return bytes;
 }
 
 }  // namespace q4jit

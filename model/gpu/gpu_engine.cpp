@@ -1,9 +1,12 @@
 // GpuEngine: the Llama forward pass on the GPU (gpu_engine.hpp). One State holds everything the
-// device owns; members are declared so that buffers go before the backend that frees them.
+// devices own: a DeviceRuntime per device (backend, kernels) and a Shard per split (weights,
+// cache, activations, stream, graphs); members are declared so that buffers go before the
+// backend that frees them. Unsplit there is one of each and the forward is exactly one stream's.
 #include "model/gpu/gpu_engine.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "cache/kernel_store.hpp"
@@ -19,15 +22,18 @@ namespace q4jit {
 
 namespace {
 
-std::unique_ptr<Backend> open_backend(int ordinal) {
+std::unique_ptr<Backend> open_backend() {
   Result<std::unique_ptr<Backend>> backend = open_gpu_backend();
   if (!backend) throw backend.error();
-  if (backend.value()->device_count() <= ordinal) {
-    throw Error("GPU: no device " + std::to_string(ordinal) + " (" +
-                std::to_string(backend.value()->device_count()) + " found)");
-  }
-  backend.value()->select_device(ordinal);
   return std::move(backend.value());
+}
+
+void select(Backend& backend, int ordinal) {
+  if (backend.device_count() <= ordinal) {
+    throw Error("GPU: no device " + std::to_string(ordinal) + " (" +
+                std::to_string(backend.device_count()) + " found)");
+  }
+  backend.select_device(ordinal);
 }
 
 std::unique_ptr<Compiler> open_nvrtc() {
@@ -42,19 +48,77 @@ std::unique_ptr<TuningDb> open_tuning_db(const std::string& path) {
   return std::make_unique<TuningDb>(options);
 }
 
+// The splits: the plan of --gpu-split, or the whole model on one device.
+std::vector<SplitPlan> plan_shards(const Model& model, const GpuEngineOptions& options,
+                                   int max_positions, int device_count) {
+  if (!options.split.empty())
+    return plan_gpu_split(options.split, model_sizes(model, max_positions), device_count);
+  SplitPlan whole;
+  whole.device = options.device;
+  whole.end_layer = model.config.num_hidden_layers;
+  whole.embedding = whole.head = true;
+  return {whole};
+}
+
+// "3-5" for layers [3, 6).
+std::string layer_range(int first, int end) {
+  return std::to_string(first) + "-" + std::to_string(end - 1);
+}
+
 }  // namespace
 
-struct GpuEngine::State {
-  // Platform first: destroyed last.
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Compiler> compiler;
-  std::unique_ptr<KernelStore> store;
-  std::unique_ptr<KernelService> service;
-  std::unique_ptr<TuningDb> db;
+// One device: its backend (CUDA: its primary context) and the kernels loaded into it, shared by
+// the shards on it.
+struct DeviceRuntime {
+  int ordinal = 0;
+  std::unique_ptr<Backend> backend;  // first: destroyed last
   std::unique_ptr<MatmulChooser> chooser;
   std::unique_ptr<KernelLoader> loader;
   std::unique_ptr<GpuOps> ops;
   std::unique_ptr<MatmulDispatch> dispatch;
+};
+
+// Layers [first_layer, end_layer) on one device: weights, their KV cache, and the activations of
+// a forward through them. The first shard also embeds the tokens, the last one also produces the
+// logits.
+struct Shard {
+  DeviceRuntime* device = nullptr;
+  double gib = 0;
+  int first_layer = 0, end_layer = 0;
+  bool embedding = false, head = false;
+  Stream stream;
+  Event handed_on;  // recorded after the copies to the next shard (split only)
+  DeviceModel model;
+  DeviceBuffer key_cache, value_cache;  // [layers][P][Hkv][D] fp16 each
+  DeviceBuffer inputs;                  // int32: tokens [chunk], positions [chunk], length
+  DeviceBuffer x, normed, scratch;      // fp16 [chunk, C]
+  DeviceBuffer attention_in;            // fp16 [chunk, Nq + Nk + Nv]
+  DeviceBuffer attention_out;           // fp16 [chunk, H D]
+  DeviceBuffer mlp_in;                  // fp16 [chunk, 2F]
+  DeviceBuffer mlp_hidden;              // fp16 [chunk, F]
+  DeviceBuffer logits;                  // fp32 [chunk, V]; head only
+  DeviceBuffer bad_tokens;              // int32; embedding only
+  DeviceBuffer matmul_scratch;    // the projections' scratch: gathered x, a dequantized weight
+  DeviceBuffer decode_workspace;  // attention_decode's counters (zero) and partials
+  std::map<DecodePlan, GraphExec> decode_graphs;  // by attention plan
+
+  Backend& backend() const { return *device->backend; }
+  const DeviceLayer& layer(int l) const { return model.layers[size_t(l - first_layer)]; }
+  int64_t workspace_bytes() const {
+    return int64_t(inputs.bytes() + x.bytes() + normed.bytes() + scratch.bytes() +
+                   attention_in.bytes() + attention_out.bytes() + mlp_in.bytes() +
+                   mlp_hidden.bytes() + logits.bytes() + matmul_scratch.bytes() +
+                   decode_workspace.bytes());
+  }
+};
+
+struct GpuEngine::State {
+  std::unique_ptr<Compiler> compiler;
+  std::unique_ptr<KernelStore> store;
+  std::unique_ptr<KernelService> service;
+  std::unique_ptr<TuningDb> db;
+  std::vector<std::unique_ptr<DeviceRuntime>> devices;  // before the shards: destroyed after
+  std::vector<std::unique_ptr<Shard>> shards;           // in layer order
 
   LlamaConfig config;
   GpuEngineOptions options;
@@ -62,44 +126,40 @@ struct GpuEngine::State {
   int chunk = 0;
   int position = 0;
   GpuEngineStats stats;
-
-  Stream stream;
-  DeviceModel model;
-  DeviceBuffer key_cache, value_cache;  // [L][P][Hkv][D] fp16 each
-  DeviceBuffer inputs;                  // int32: tokens [chunk], positions [chunk], length
-  DeviceBuffer x, normed, scratch;      // fp16 [chunk, C]
-  DeviceBuffer attention_in;            // fp16 [chunk, Nq + Nk + Nv]
-  DeviceBuffer attention_out;           // fp16 [chunk, H D]
-  DeviceBuffer mlp_in;                  // fp16 [chunk, 2F]
-  DeviceBuffer mlp_hidden;              // fp16 [chunk, F]
-  DeviceBuffer logits;                  // fp32 [chunk, V]
-  DeviceBuffer bad_tokens;              // int32
-  DeviceBuffer matmul_scratch;    // the projections' scratch: gathered x, a dequantized weight
-  DeviceBuffer decode_workspace;  // attention_decode's counters (zero) and partials
-  std::map<DecodePlan, GraphExec> decode_graphs;  // by attention plan
   bool decode_warm = false;  // kernels of a decode step loaded: capture is safe
   // Set while profiling: an event is recorded after each op, labelled with its category.
   std::vector<std::pair<std::string, Event>>* marks = nullptr;
 
   State(const Model& model_in, GpuEngineOptions options_in);
-  void allocate_activations();
+  ~State();
+  DeviceRuntime& open_device(Backend* probe, int ordinal, const Model& model_in);
+  void open_shard(const SplitPlan& plan, const Model& model_in);
+  void allocate_activations(Shard& s);
+  // Makes the shard's device current; only needed (and only done) when shards span devices.
+  void activate(const Shard& s) const {
+    if (devices.size() > 1) s.backend().select_device(s.device->ordinal);
+  }
   void prepare_rows(int rows);
   void warm_up();
-  void tune(const Model& model_in);
-  void run_layer(int l, int rows, int first_position, const DecodePlan& plan);
-  void enqueue_forward(int rows, int first_position, const DecodePlan& plan, bool all_logits);
+  void tune(DeviceRuntime& device, const Model& model_in);
+  void run_layer(Shard& s, int l, int rows, int first_position, const DecodePlan& plan);
+  void enqueue_shard(Shard& s, int rows, int first_position, const DecodePlan& plan,
+                     bool all_logits);
+  void hand_on(Shard& from, Shard& to, int rows);
+  void enter(size_t i);
+  void enqueue_forward(int rows, int first_position, bool all_logits);
   void decode_step(int first_position);
   std::vector<float> run_chunk(std::span<const int32_t> tokens, bool all_logits);
-  uint64_t tokens_address() const { return inputs.raw(); }
-  uint64_t positions_address() const { return inputs.raw() + 4 * uint64_t(chunk); }
-  uint64_t length_address() const { return inputs.raw() + 8 * uint64_t(chunk); }
-  void mark(const char* category) {
+  uint64_t positions_address(const Shard& s) const { return s.inputs.raw() + 4 * uint64_t(chunk); }
+  uint64_t length_address(const Shard& s) const { return s.inputs.raw() + 8 * uint64_t(chunk); }
+  void mark(Shard& s, const char* category) {
     if (marks == nullptr) return;
-    marks->emplace_back(category, backend->create_event());
-    backend->record(marks->back().second, stream);
+    marks->emplace_back(category, s.backend().create_event());
+    s.backend().record(marks->back().second, s.stream);
   }
-  void set_inputs(int rows, int first_position);
+  void set_inputs(std::span<const int32_t> tokens, int rows, int first_position);
   StepProfile profile(int rows, int repetitions);
+  GpuShardInfo info(const Shard& s) const;
   void progress(const std::string& line) const {
     if (options.progress) options.progress(line);
   }
@@ -110,91 +170,170 @@ GpuEngine::State::State(const Model& model_in, GpuEngineOptions options_in)
   max_positions =
       options.max_positions > 0 ? options.max_positions : config.max_position_embeddings;
   chunk = std::clamp(options.prefill_chunk, 1, max_positions);
-  backend = open_backend(options.device);
+  std::unique_ptr<Backend> probe = open_backend();
+  const std::vector<SplitPlan> plans =
+      plan_shards(model_in, options, max_positions, probe->device_count());
   compiler = open_nvrtc();
   KernelStoreOptions store_options;
   store_options.dir = default_kernel_store_dir(options.kernel_cache);
   store = std::make_unique<KernelStore>(store_options);
   service = std::make_unique<KernelService>(*compiler, store.get());
   db = open_tuning_db(options.tuning_db);
-  const DeviceInfo& device = backend->current_device();
-  if (options.tune == TuneMode::automatic && model_in.quantization.quantized) tune(model_in);
-  chooser =
-      std::make_unique<MatmulChooser>(db.get(), device_fingerprint(device, *compiler), device);
-  loader = std::make_unique<KernelLoader>(*backend, *service);
-  ops = std::make_unique<GpuOps>(*loader);
-  dispatch = std::make_unique<MatmulDispatch>(*loader, *chooser, options.force_path);
-  stream = backend->create_stream();
-  if (options.overlap_launches && backend->set_overlapped_launches(stream, true))
-    progress("kernels launch overlapped (programmatic dependent launch)");
-
-  progress("uploading weights to " + device.name);
-  const auto fuse = [&](const MatmulShapeKey& fused, std::span<const MatmulShapeKey> parts) {
-    return chooser->fuse(fused, parts);
-  };
-  model = upload_model(
-      *backend, model_in,
-      [&](int done, int layers) {
-        if (done == layers || done % 8 == 0)
-          progress("uploaded layer " + std::to_string(done) + "/" + std::to_string(layers));
-      },
-      fuse);
-  allocate_activations();
-  ops->set_decode_limits(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
-                         max_positions);
-  decode_workspace =
-      backend->allocate(size_t(std::max<int64_t>(ops->decode_workspace_bytes(), 16)));
-  backend->memset(decode_workspace.raw(), 0, decode_workspace.bytes(), {});
+  for (const SplitPlan& plan : plans) {
+    const bool known = std::any_of(devices.begin(), devices.end(), [&](const auto& device) {
+      return device->ordinal == plan.device;
+    });
+    if (!known) open_device(devices.empty() ? probe.release() : nullptr, plan.device, model_in);
+  }
+  for (const SplitPlan& plan : plans) open_shard(plan, model_in);
   progress("preparing kernels");
   warm_up();
   const KernelCounters counters = service->counters();
   progress("kernels: " + counters.summary());
+  if (shards.size() > 1) {
+    for (size_t i = 0; i < shards.size(); ++i)
+      progress("split " + std::to_string(i + 1) + ": " + info(*shards[i]).describe());
+  }
 }
 
-void GpuEngine::State::allocate_activations() {
+// Device memory of a device is released with its context current (CUDA frees, unloads and
+// destroys in the current context).
+GpuEngine::State::~State() {
+  try {
+    for (auto s = shards.rbegin(); s != shards.rend(); ++s) {
+      activate(**s);
+      s->reset();
+    }
+    for (auto& device : devices) {
+      if (devices.size() > 1) device->backend->select_device(device->ordinal);
+      device->dispatch.reset();
+      device->ops.reset();
+      device->loader.reset();
+    }
+  } catch (const Error&) {
+    // A failing context switch while tearing down: the members' destructors release the rest.
+  }
+}
+
+// The runtime of one device: its backend (`probe`, already open, for the first device), tuned
+// kernels (--tune auto tunes what this device lacks) and dispatch.
+DeviceRuntime& GpuEngine::State::open_device(Backend* probe, int ordinal, const Model& model_in) {
+  auto device = std::make_unique<DeviceRuntime>();
+  device->ordinal = ordinal;
+  device->backend = probe != nullptr ? std::unique_ptr<Backend>(probe) : open_backend();
+  select(*device->backend, ordinal);
+  const DeviceInfo& info = device->backend->current_device();
+  if (options.tune == TuneMode::automatic && model_in.quantization.quantized)
+    tune(*device, model_in);
+  device->chooser =
+      std::make_unique<MatmulChooser>(db.get(), device_fingerprint(info, *compiler), info);
+  device->loader = std::make_unique<KernelLoader>(*device->backend, *service);
+  device->ops = std::make_unique<GpuOps>(*device->loader);
+  device->dispatch =
+      std::make_unique<MatmulDispatch>(*device->loader, *device->chooser, options.force_path);
+  device->ops->set_decode_limits(config.num_attention_heads, config.num_key_value_heads,
+                                 config.head_dim, max_positions);
+  devices.push_back(std::move(device));
+  return *devices.back();
+}
+
+void GpuEngine::State::open_shard(const SplitPlan& plan, const Model& model_in) {
+  auto shard = std::make_unique<Shard>();
+  Shard& s = *shard;
+  for (auto& device : devices)
+    if (device->ordinal == plan.device) s.device = device.get();
+  s.gib = plan.gib;
+  s.first_layer = plan.first_layer;
+  s.end_layer = plan.end_layer;
+  s.embedding = plan.embedding;
+  s.head = plan.head;
+  shards.push_back(std::move(shard));
+  if (devices.size() > 1) s.backend().select_device(s.device->ordinal);
+  Backend& backend = s.backend();
+  const DeviceInfo& device = backend.current_device();
+  s.stream = backend.create_stream();
+  if (options.overlap_launches && backend.set_overlapped_launches(s.stream, true) &&
+      shards.size() == 1)
+    progress("kernels launch overlapped (programmatic dependent launch)");
+  if (!plan.head) s.handed_on = backend.create_event();
+
+  const bool whole = plan.embedding && plan.head;
+  progress("uploading " +
+           (whole ? "" : "layers " + layer_range(plan.first_layer, plan.end_layer) + " ") +
+           "weights to " + device.name);
+  const MatmulChooser& chooser = *s.device->chooser;
+  const auto fuse = [&](const MatmulShapeKey& fused, std::span<const MatmulShapeKey> parts) {
+    return chooser.fuse(fused, parts);
+  };
+  ModelPart part{plan.first_layer, plan.end_layer, plan.embedding, plan.head};
+  s.model = upload_model(
+      backend, model_in,
+      [&](int done, int count) {
+        if (done == count || done % 8 == 0)
+          progress("uploaded layer " + std::to_string(done) + "/" + std::to_string(count));
+      },
+      fuse, part);
+  allocate_activations(s);
+}
+
+void GpuEngine::State::allocate_activations(Shard& s) {
+  Backend& backend = s.backend();
   const size_t C = config.hidden_size, F = config.intermediate_size;
   const size_t HD = size_t(config.num_attention_heads) * config.head_dim;
   const size_t KVD = size_t(config.num_key_value_heads) * config.head_dim;
   const size_t rows = size_t(chunk);
-  const size_t cache = size_t(config.num_hidden_layers) * max_positions * KVD * 2;
-  key_cache = backend->allocate(cache);
-  value_cache = backend->allocate(cache);
-  inputs = backend->allocate(4 * (2 * rows + 1));
-  x = backend->allocate(rows * C * 2);
-  normed = backend->allocate(rows * C * 2);
-  scratch = backend->allocate(rows * C * 2);
-  attention_in = backend->allocate(rows * (HD + 2 * KVD) * 2);
-  attention_out = backend->allocate(rows * HD * 2);
-  mlp_in = backend->allocate(rows * 2 * F * 2);
-  mlp_hidden = backend->allocate(rows * F * 2);
-  logits = backend->allocate(rows * size_t(config.vocab_size) * 4);
-  bad_tokens = backend->allocate(16);
-  backend->memset(bad_tokens.raw(), 0, 16, {});
-}
-
-// Chooses and loads the projections' kernels at `rows` rows and grows their scratch to what they
-// need (dropping captured graphs, which hold the old address).
-void GpuEngine::State::prepare_rows(int rows) {
-  int64_t needed = 16;
-  for (const DeviceLayer& layer : model.layers) {
-    for (const DeviceLinear& linear : layer.attention_in)
-      needed = std::max(needed, dispatch->prepare(linear, rows));
-    for (const DeviceLinear& linear : layer.mlp_in)
-      needed = std::max(needed, dispatch->prepare(linear, rows));
-    needed = std::max(needed, dispatch->prepare(layer.o, rows));
-    needed = std::max(needed, dispatch->prepare(layer.down, rows));
+  const size_t cache = size_t(s.end_layer - s.first_layer) * max_positions * KVD * 2;
+  s.key_cache = backend.allocate(std::max<size_t>(cache, 16));
+  s.value_cache = backend.allocate(std::max<size_t>(cache, 16));
+  s.inputs = backend.allocate(4 * (2 * rows + 1));
+  s.x = backend.allocate(rows * C * 2);
+  s.normed = backend.allocate(rows * C * 2);
+  s.scratch = backend.allocate(rows * C * 2);
+  s.attention_in = backend.allocate(rows * (HD + 2 * KVD) * 2);
+  s.attention_out = backend.allocate(rows * HD * 2);
+  s.mlp_in = backend.allocate(rows * 2 * F * 2);
+  s.mlp_hidden = backend.allocate(rows * F * 2);
+  if (s.head) s.logits = backend.allocate(rows * size_t(config.vocab_size) * 4);
+  if (s.embedding) {
+    s.bad_tokens = backend.allocate(16);
+    backend.memset(s.bad_tokens.raw(), 0, 16, {});
   }
-  if (matmul_scratch && int64_t(matmul_scratch.bytes()) >= needed) return;
-  backend->synchronize(stream);
-  decode_graphs.clear();
-  matmul_scratch = backend->allocate(size_t(needed));
-  backend->memset(matmul_scratch.raw(), 0, size_t(needed), {});
-  backend->synchronize({});
+  const GpuOps& ops = *s.device->ops;
+  s.decode_workspace =
+      backend.allocate(size_t(std::max<int64_t>(ops.decode_workspace_bytes(), 16)));
+  backend.memset(s.decode_workspace.raw(), 0, s.decode_workspace.bytes(), {});
 }
 
-// --tune auto: tunes what the database lacks for this model (nothing, and at once, when all of it
-// is stored), so that the chooser finds winners for every shape and row bucket the engine runs.
-void GpuEngine::State::tune(const Model& model_in) {
+// Chooses and loads the projections' kernels at `rows` rows and grows each shard's scratch to
+// what its layers need (dropping its captured graphs, which hold the old address).
+void GpuEngine::State::prepare_rows(int rows) {
+  for (auto& shard : shards) {
+    Shard& s = *shard;
+    activate(s);
+    MatmulDispatch& dispatch = *s.device->dispatch;
+    int64_t needed = 16;
+    for (const DeviceLayer& layer : s.model.layers) {
+      for (const DeviceLinear& linear : layer.attention_in)
+        needed = std::max(needed, dispatch.prepare(linear, rows));
+      for (const DeviceLinear& linear : layer.mlp_in)
+        needed = std::max(needed, dispatch.prepare(linear, rows));
+      needed = std::max(needed, dispatch.prepare(layer.o, rows));
+      needed = std::max(needed, dispatch.prepare(layer.down, rows));
+    }
+    if (s.matmul_scratch && int64_t(s.matmul_scratch.bytes()) >= needed) continue;
+    Backend& backend = s.backend();
+    backend.synchronize(s.stream);
+    s.decode_graphs.clear();
+    s.matmul_scratch = backend.allocate(size_t(needed));
+    backend.memset(s.matmul_scratch.raw(), 0, size_t(needed), {});
+    backend.synchronize({});
+  }
+}
+
+// --tune auto: tunes what the database lacks for this model on this device (nothing, and at
+// once, when all of it is stored), so that the chooser finds winners for every shape and row
+// bucket the engine runs.
+void GpuEngine::State::tune(DeviceRuntime& device, const Model& model_in) {
   TuneOptions tune_options;
   tune_options.budget_seconds = options.tune_budget;
   tune_options.m_buckets = engine_m_buckets(chunk);
@@ -202,7 +341,7 @@ void GpuEngine::State::tune(const Model& model_in) {
     tune_options.progress = [this](const std::string& line) { progress("tune: " + line); };
   }
   const TuneMissingResult result =
-      tune_missing(*backend, *service, *db, model_in.dir, tune_options);
+      tune_missing(*device.backend, *service, *db, model_in.dir, tune_options);
   if (result.counters.tuned > 0) {
     progress("tuned " + std::to_string(result.counters.tuned) + " problems in " +
              std::to_string(int(result.counters.seconds)) + " s");
@@ -234,122 +373,181 @@ uint64_t input_order(const std::vector<DeviceLinear>& consumers) {
 
 }  // namespace
 
-// One layer. The residual add of the layer's last projection (down, into `scratch`) is left to
-// the next add_rms_norm: the next layer's input norm, or the final norm.
-void GpuEngine::State::run_layer(int l, int rows, int first_position, const DecodePlan& plan) {
-  const DeviceLayer& layer = model.layers[l];
+// Layer l (of the model) on its shard. The residual add of the layer's last projection (down,
+// into `scratch`) is left to the next add_rms_norm: the next layer's input norm (on this shard or,
+// after the hand-on, the next), or the final norm.
+void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
+                                 const DecodePlan& plan) {
+  const DeviceLayer& layer = s.layer(l);
+  GpuOps& ops = *s.device->ops;
+  MatmulDispatch& dispatch = *s.device->dispatch;
+  const StreamView stream = s.stream;
   const int C = config.hidden_size, F = config.intermediate_size;
   const int H = config.num_attention_heads, Hkv = config.num_key_value_heads;
   const int D = config.head_dim;
   const float eps = config.rms_norm_eps;
-  const uint64_t ws = matmul_scratch.raw();
+  const uint64_t ws = s.matmul_scratch.raw();
   const uint64_t qkv_order = input_order(layer.attention_in);
-  ops->add_rms_norm(normed.raw(), x.raw(), l == 0 ? 0 : scratch.raw(), layer.input_norm.raw(),
-                    qkv_order, rows, C, eps, stream);
-  mark("norm");
+  ops.add_rms_norm(s.normed.raw(), s.x.raw(), l == 0 ? 0 : s.scratch.raw(), layer.input_norm.raw(),
+                   qkv_order, rows, C, eps, stream);
+  mark(s, "norm");
 
   // q, k, v: one fused output [rows, Nq+Nk+Nv], or three packed regions.
   uint64_t parts[3];
   int strides[3];
   const bool fused_qkv = layer.attention_in.size() == 1;
-  uint64_t region = attention_in.raw();
+  uint64_t region = s.attention_in.raw();
   const int widths[3] = {H * D, Hkv * D, Hkv * D};
   for (int i = 0; i < 3; ++i) {
     parts[i] =
-        fused_qkv ? attention_in.raw() + 2 * uint64_t(i ? H * D + (i - 1) * Hkv * D : 0) : region;
+        fused_qkv ? s.attention_in.raw() + 2 * uint64_t(i ? H * D + (i - 1) * Hkv * D : 0) : region;
     strides[i] = fused_qkv ? (H + 2 * Hkv) * D : widths[i];
     region += 2 * uint64_t(rows) * widths[i];
   }
   for (size_t i = 0; i < layer.attention_in.size(); ++i)
-    dispatch->run(layer.attention_in[i], rows, normed.raw(), parts[i], ws, stream, qkv_order != 0);
-  mark("matmul");
+    dispatch.run(layer.attention_in[i], rows, s.normed.raw(), parts[i], ws, stream, qkv_order != 0);
+  mark(s, "matmul");
 
-  const int64_t layer_offset = kv_cache_layer_offset(l, max_positions, Hkv, D) * 2;
-  const uint64_t keys = key_cache.raw() + layer_offset, values = value_cache.raw() + layer_offset;
+  const int64_t layer_offset = kv_cache_layer_offset(l - s.first_layer, max_positions, Hkv, D) * 2;
+  const uint64_t keys = s.key_cache.raw() + layer_offset;
+  const uint64_t values = s.value_cache.raw() + layer_offset;
   const float theta = config.rope_theta;
   const float rope_scale =
       config.rope_scaling.kind == RopeScaling::Kind::linear ? config.rope_scaling.factor : 1.0f;
-  ops->rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
-                  parts[1], parts[2], keys, values, positions_address(), theta, rope_scale, stream);
-  mark("rope");
+  ops.rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
+                 parts[1], parts[2], keys, values, positions_address(s), theta, rope_scale, stream);
+  mark(s, "rope");
   const float scale = 1.0f / std::sqrt(float(D));
   // Decode attention writes its output in the o projection's sorted order (no gather launch).
   const bool o_sorted = rows == 1 && layer.o.quantized && layer.o.shape.act_order;
   if (rows == 1) {
-    ops->attention_decode(attention_out.raw(), parts[0], keys, values, decode_workspace.raw(),
-                          length_address(), plan, scale, o_sorted ? layer.o.sorted_of.raw() : 0,
-                          stream);
+    ops.attention_decode(s.attention_out.raw(), parts[0], keys, values, s.decode_workspace.raw(),
+                         length_address(s), plan, scale, o_sorted ? layer.o.sorted_of.raw() : 0,
+                         stream);
   } else {
-    ops->attention_prefill({rows, first_position, H, Hkv, D, strides[0], H * D},
-                           attention_out.raw(), parts[0], keys, values, scale, stream);
+    ops.attention_prefill({rows, first_position, H, Hkv, D, strides[0], H * D},
+                          s.attention_out.raw(), parts[0], keys, values, scale, stream);
   }
-  mark("attention");
-  dispatch->run(layer.o, rows, attention_out.raw(), scratch.raw(), ws, stream, o_sorted);
-  mark("matmul");
+  mark(s, "attention");
+  dispatch.run(layer.o, rows, s.attention_out.raw(), s.scratch.raw(), ws, stream, o_sorted);
+  mark(s, "matmul");
 
   const uint64_t mlp_order = input_order(layer.mlp_in);
-  ops->add_rms_norm(normed.raw(), x.raw(), scratch.raw(), layer.post_norm.raw(), mlp_order, rows, C,
-                    eps, stream);
-  mark("norm");
+  ops.add_rms_norm(s.normed.raw(), s.x.raw(), s.scratch.raw(), layer.post_norm.raw(), mlp_order,
+                   rows, C, eps, stream);
+  mark(s, "norm");
   const bool fused_mlp = layer.mlp_in.size() == 1;
-  const uint64_t gate = mlp_in.raw();
-  const uint64_t up = mlp_in.raw() + 2 * uint64_t(fused_mlp ? F : int64_t(rows) * F);
+  const uint64_t gate = s.mlp_in.raw();
+  const uint64_t up = s.mlp_in.raw() + 2 * uint64_t(fused_mlp ? F : int64_t(rows) * F);
   const int stride = fused_mlp ? 2 * F : F;
-  dispatch->run(layer.mlp_in[0], rows, normed.raw(), gate, ws, stream, mlp_order != 0);
+  dispatch.run(layer.mlp_in[0], rows, s.normed.raw(), gate, ws, stream, mlp_order != 0);
   if (!fused_mlp)
-    dispatch->run(layer.mlp_in[1], rows, normed.raw(), up, ws, stream, mlp_order != 0);
-  mark("matmul");
-  ops->silu_mul(mlp_hidden.raw(), gate, up, rows, F, stride, stream);
-  mark("silu");
-  dispatch->run(layer.down, rows, mlp_hidden.raw(), scratch.raw(), ws, stream,
-                layer.down_input_sorted);
-  mark("matmul");
+    dispatch.run(layer.mlp_in[1], rows, s.normed.raw(), up, ws, stream, mlp_order != 0);
+  mark(s, "matmul");
+  ops.silu_mul(s.mlp_hidden.raw(), gate, up, rows, F, stride, stream);
+  mark(s, "silu");
+  dispatch.run(layer.down, rows, s.mlp_hidden.raw(), s.scratch.raw(), ws, stream,
+               layer.down_input_sorted);
+  mark(s, "matmul");
 }
 
-// Everything of one forward over `rows` tokens already in `inputs`, ending with fp32 logits of
-// the last row (or of every row) in `logits`. Enqueued only: a graph capture records it.
-void GpuEngine::State::enqueue_forward(int rows, int first_position, const DecodePlan& plan,
-                                       bool all_logits) {
+// One shard's part of a forward over `rows` tokens already in its `inputs` (and, after the first
+// shard, x and the pending delta handed on in x and scratch): the embedding on the first shard,
+// its layers, and on the last shard the final norm and fp32 logits of the last row (or of every
+// row) in `logits`. Enqueued only: a graph capture records it.
+void GpuEngine::State::enqueue_shard(Shard& s, int rows, int first_position, const DecodePlan& plan,
+                                     bool all_logits) {
   const int C = config.hidden_size, V = config.vocab_size;
-  mark("start");
-  ops->embedding(x.raw(), model.embed.raw(), tokens_address(), rows, V, C, bad_tokens.raw(),
-                 stream);
-  mark("embedding");
-  for (int l = 0; l < config.num_hidden_layers; ++l) run_layer(l, rows, first_position, plan);
+  GpuOps& ops = *s.device->ops;
+  mark(s, "start");
+  if (s.embedding) {
+    ops.embedding(s.x.raw(), s.model.embed.raw(), s.inputs.raw(), rows, V, C, s.bad_tokens.raw(),
+                  s.stream);
+    mark(s, "embedding");
+  }
+  for (int l = s.first_layer; l < s.end_layer; ++l) run_layer(s, l, rows, first_position, plan);
+  if (!s.head) return;
   // The last layer's residual add, on the rows whose logits are wanted only.
   const int logit_rows = all_logits ? rows : 1;
   const uint64_t first_row = 2 * uint64_t(all_logits ? 0 : rows - 1) * C;
-  const uint64_t last_delta = config.num_hidden_layers > 0 ? scratch.raw() + first_row : 0;
-  ops->add_rms_norm(normed.raw(), x.raw() + first_row, last_delta, model.final_norm.raw(), 0,
-                    logit_rows, C, config.rms_norm_eps, stream);
-  mark("norm");
-  ops->lm_head(logits.raw(), normed.raw(), model.lm_head_weight(), logit_rows, C, V, stream);
-  mark("lm_head");
+  const uint64_t last_delta = config.num_hidden_layers > 0 ? s.scratch.raw() + first_row : 0;
+  ops.add_rms_norm(s.normed.raw(), s.x.raw() + first_row, last_delta, s.model.final_norm.raw(), 0,
+                   logit_rows, C, config.rms_norm_eps, s.stream);
+  mark(s, "norm");
+  ops.lm_head(s.logits.raw(), s.normed.raw(), s.model.lm_head_weight(), logit_rows, C, V, s.stream);
+  mark(s, "lm_head");
 }
 
+// The hidden state after `from`'s layers (x and the delta its last down projection left in
+// scratch, rows of each) copied into `to`'s, on `from`'s stream, then an event `to` waits on.
+void GpuEngine::State::hand_on(Shard& from, Shard& to, int rows) {
+  const size_t bytes = 2 * size_t(rows) * config.hidden_size;
+  Backend& backend = from.backend();
+  if (from.device == to.device) {
+    backend.copy_on_device(to.x.raw(), from.x.raw(), bytes, from.stream);
+    backend.copy_on_device(to.scratch.raw(), from.scratch.raw(), bytes, from.stream);
+  } else {
+    const int source = from.device->ordinal, target = to.device->ordinal;
+    backend.copy_peer(to.x.raw(), target, from.x.raw(), source, bytes, from.stream);
+    backend.copy_peer(to.scratch.raw(), target, from.scratch.raw(), source, bytes, from.stream);
+  }
+  backend.record(from.handed_on, from.stream);
+}
+
+// Makes shard i's device current and its stream wait for the previous shard's hand-on.
+void GpuEngine::State::enter(size_t i) {
+  Shard& s = *shards[i];
+  activate(s);
+  if (i > 0) s.backend().wait(shards[i - 1]->handed_on, s.stream);
+}
+
+// A prefill forward over `rows` tokens, shard by shard.
+void GpuEngine::State::enqueue_forward(int rows, int first_position, bool all_logits) {
+  for (size_t i = 0; i < shards.size(); ++i) {
+    enter(i);
+    enqueue_shard(*shards[i], rows, first_position, DecodePlan{}, all_logits);
+    if (i + 1 < shards.size()) hand_on(*shards[i], *shards[i + 1], rows);
+  }
+}
+
+// One token, each shard replaying its graph for the attention plan of this length (captured on
+// first need; the first step after loading runs plainly and loads every kernel).
 void GpuEngine::State::decode_step(int first_position) {
-  const DecodePlan plan = ops->decode_plan(first_position + 1);
-  if (!options.graphs || !decode_warm) {
-    enqueue_forward(1, first_position, plan, false);
-    decode_warm = true;
-    return;
+  const bool replay = options.graphs && decode_warm;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    enter(i);
+    Shard& s = *shards[i];
+    const DecodePlan plan = s.device->ops->decode_plan(first_position + 1);
+    if (!replay) {
+      enqueue_shard(s, 1, first_position, plan, false);
+    } else {
+      auto found = s.decode_graphs.find(plan);
+      if (found == s.decode_graphs.end()) {
+        s.backend().begin_capture(s.stream);
+        enqueue_shard(s, 1, first_position, plan, false);
+        found = s.decode_graphs.emplace(plan, s.backend().end_capture(s.stream)).first;
+        ++stats.graph_captures;
+      }
+      s.backend().launch_graph(found->second, s.stream);
+    }
+    if (i + 1 < shards.size()) hand_on(s, *shards[i + 1], 1);
   }
-  auto found = decode_graphs.find(plan);
-  if (found == decode_graphs.end()) {
-    backend->begin_capture(stream);
-    enqueue_forward(1, first_position, plan, false);
-    found = decode_graphs.emplace(plan, backend->end_capture(stream)).first;
-    ++stats.graph_captures;
-  }
-  backend->launch_graph(found->second, stream);
-  ++stats.graph_replays;
+  if (replay) ++stats.graph_replays;
+  decode_warm = true;
 }
 
-void GpuEngine::State::set_inputs(int rows, int first_position) {
+// Tokens (zeros past tokens.size()), positions first_position.. and the length into every
+// shard's inputs.
+void GpuEngine::State::set_inputs(std::span<const int32_t> tokens, int rows, int first_position) {
   std::vector<int32_t> host(2 * size_t(chunk) + 1, 0);
+  std::copy(tokens.begin(), tokens.end(), host.begin());
   for (int t = 0; t < rows; ++t) host[chunk + t] = first_position + t;
-  host[2 * size_t(chunk)] = first_position + rows;
-  backend->copy_to_device(inputs.raw(), host.data(), host.size() * 4, stream);
+  host[2 * size_t(chunk)] = first_position + rows;  // length: positions attended by the last token
+  for (auto& shard : shards) {
+    activate(*shard);
+    shard->backend().copy_to_device(shard->inputs.raw(), host.data(), host.size() * 4,
+                                    shard->stream);
+  }
 }
 
 // Median microseconds of `run` over `repetitions`, between events on the stream.
@@ -367,67 +565,101 @@ double median_us(Backend& backend, const Stream& stream, int repetitions, Run ru
   return times[times.size() / 2];
 }
 
+namespace {
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+}  // namespace
+
 StepProfile GpuEngine::State::profile(int rows, int repetitions) {
   StepProfile profile;
-  set_inputs(rows, position);
-  const DecodePlan plan = rows == 1 ? ops->decode_plan(position + 1) : DecodePlan{};
+  set_inputs({}, rows, position);
   if (rows == 1) {
     decode_step(position);  // the first step runs plainly and loads every kernel
     decode_step(position);  // captures the graph of this split count if needed
-    profile.step_us = median_us(*backend, stream, repetitions,
-                                [&] { backend->launch_graph(decode_graphs.at(plan), stream); });
   } else {
     prepare_rows(rows);
-    profile.step_us = median_us(*backend, stream, std::max(1, repetitions / 10),
-                                [&] { enqueue_forward(rows, position, plan, false); });
   }
-  // The same step captured with an event record node after each op, replayed: every interval
-  // is measured on the device (no host launch in it); a record between two kernels keeps the
-  // second from overlapping the first, so the intervals add up to a little more than step_us.
-  std::vector<std::pair<std::string, Event>> events;
-  marks = &events;
-  backend->begin_capture(stream);
-  enqueue_forward(rows, position, plan, false);
-  const GraphExec marked = backend->end_capture(stream);
-  marks = nullptr;
-  std::map<std::string, std::vector<double>> samples;  // category -> per-replay sums
-  const int replays = rows == 1 ? 7 : 3;
-  for (int replay = 0; replay <= replays; ++replay) {
-    backend->launch_graph(marked, stream);
-    backend->synchronize(stream);
-    if (replay == 0) continue;  // warm-up
-    std::map<std::string, double> sums;
-    for (size_t i = 1; i < events.size(); ++i)
-      sums[events[i].first] += 1000.0 * backend->elapsed_ms(events[i - 1].second, events[i].second);
-    for (const auto& [category, us] : sums) samples[category].push_back(us);
+  std::map<std::string, double> categories;
+  for (auto& shard : shards) {
+    Shard& s = *shard;
+    activate(s);
+    Backend& backend = s.backend();
+    const DecodePlan plan = rows == 1 ? s.device->ops->decode_plan(position + 1) : DecodePlan{};
+    const auto graph = s.decode_graphs.find(plan);
+    if (rows == 1 && graph != s.decode_graphs.end()) {
+      profile.step_us += median_us(backend, s.stream, repetitions,
+                                   [&] { backend.launch_graph(graph->second, s.stream); });
+    } else {
+      profile.step_us += median_us(backend, s.stream, std::max(1, repetitions / 10),
+                                   [&] { enqueue_shard(s, rows, position, plan, false); });
+    }
+    // The same step captured with an event record node after each op, replayed: every interval
+    // is measured on the device (no host launch in it); a record between two kernels keeps the
+    // second from overlapping the first, so the intervals add up to a little more than step_us.
+    std::vector<std::pair<std::string, Event>> events;
+    marks = &events;
+    backend.begin_capture(s.stream);
+    enqueue_shard(s, rows, position, plan, false);
+    const GraphExec marked = backend.end_capture(s.stream);
+    marks = nullptr;
+    std::map<std::string, std::vector<double>> samples;  // category -> per-replay sums
+    const int replays = rows == 1 ? 7 : 3;
+    for (int replay = 0; replay <= replays; ++replay) {
+      backend.launch_graph(marked, s.stream);
+      backend.synchronize(s.stream);
+      if (replay == 0) continue;  // warm-up
+      std::map<std::string, double> sums;
+      for (size_t i = 1; i < events.size(); ++i)
+        sums[events[i].first] +=
+            1000.0 * backend.elapsed_ms(events[i - 1].second, events[i].second);
+      for (const auto& [category, us] : sums) samples[category].push_back(us);
+    }
+    for (auto& [category, values] : samples) categories[category] += median(values);
   }
-  for (auto& [category, values] : samples) {
-    std::sort(values.begin(), values.end());
-    profile.categories_us.emplace_back(category, values[values.size() / 2]);
-    profile.events_total_us += values[values.size() / 2];
+  for (const auto& [category, us] : categories) {
+    profile.categories_us.emplace_back(category, us);
+    profile.events_total_us += us;
   }
   return profile;
 }
 
 std::vector<float> GpuEngine::State::run_chunk(std::span<const int32_t> tokens, bool all_logits) {
   const int rows = int(tokens.size());
-  std::vector<int32_t> host(2 * size_t(chunk) + 1, 0);
-  std::copy(tokens.begin(), tokens.end(), host.begin());
-  for (int t = 0; t < rows; ++t) host[chunk + t] = position + t;
-  host[2 * size_t(chunk)] = position + rows;  // length: positions attended by the last token
-  backend->copy_to_device(inputs.raw(), host.data(), host.size() * 4, stream);
+  set_inputs(tokens, rows, position);
   if (rows == 1) {
     decode_step(position);
   } else {
     prepare_rows(rows);
-    enqueue_forward(rows, position, DecodePlan{}, all_logits);
+    enqueue_forward(rows, position, all_logits);
   }
+  Shard& last = *shards.back();
+  activate(last);
   const size_t count = size_t(all_logits ? rows : 1) * config.vocab_size;
   std::vector<float> out(count);
-  backend->copy_to_host(out.data(), logits.raw(), count * 4, stream);
-  backend->synchronize(stream);
+  last.backend().copy_to_host(out.data(), last.logits.raw(), count * 4, last.stream);
+  last.backend().synchronize(last.stream);
   position += rows;
   return out;
+}
+
+GpuShardInfo GpuEngine::State::info(const Shard& s) const {
+  GpuShardInfo info;
+  info.device = s.device->ordinal;
+  info.device_name =
+      "cuda:" + std::to_string(s.device->ordinal) + " (" + s.backend().current_device().name + ")";
+  info.gib = s.gib;
+  info.first_layer = s.first_layer;
+  info.end_layer = s.end_layer;
+  info.embedding = s.embedding;
+  info.head = s.head;
+  info.weight_bytes = s.model.bytes;
+  info.cache_bytes = int64_t(s.key_cache.bytes() + s.value_cache.bytes());
+  info.workspace_bytes = s.workspace_bytes();
+  return info;
 }
 
 GpuEngine::GpuEngine(const Model& model, GpuEngineOptions options)
@@ -439,9 +671,17 @@ const LlamaConfig& GpuEngine::config() const {
   return state_->config;
 }
 
+// Unsplit: "cuda:0 (NVIDIA H100 80GB HBM3)"; split: each shard's device and layers joined by " + ".
 std::string GpuEngine::device_name() const {
-  return "cuda:" + std::to_string(state_->options.device) + " (" +
-         state_->backend->current_device().name + ")";
+  const State& s = *state_;
+  if (s.shards.size() == 1) return s.info(*s.shards.front()).device_name;
+  std::string name;
+  for (const auto& shard : s.shards) {
+    const GpuShardInfo info = s.info(*shard);
+    name += (name.empty() ? "" : " + ") + info.device_name + " layers " +
+            layer_range(info.first_layer, info.end_layer);
+  }
+  return name;
 }
 
 int GpuEngine::max_positions() const {
@@ -502,27 +742,36 @@ GpuEngineStats GpuEngine::stats() const {
   return stats;
 }
 
+std::vector<GpuShardInfo> GpuEngine::shards() const {
+  std::vector<GpuShardInfo> infos;
+  for (const auto& shard : state_->shards) infos.push_back(state_->info(*shard));
+  return infos;
+}
+
 int64_t GpuEngine::weight_bytes() const {
-  return state_->model.bytes;
+  int64_t bytes = 0;
+  for (const GpuShardInfo& shard : shards()) bytes += shard.weight_bytes;
+  return bytes;
 }
 
 int64_t GpuEngine::cache_bytes() const {
-  return int64_t(state_->key_cache.bytes() + state_->value_cache.bytes());
+  int64_t bytes = 0;
+  for (const GpuShardInfo& shard : shards()) bytes += shard.cache_bytes;
+  return bytes;
 }
 
 int64_t GpuEngine::workspace_bytes() const {
-  const State& s = *state_;
-  return int64_t(s.inputs.bytes() + s.x.bytes() + s.normed.bytes() + s.scratch.bytes() +
-                 s.attention_in.bytes() + s.attention_out.bytes() + s.mlp_in.bytes() +
-                 s.mlp_hidden.bytes() + s.logits.bytes() + s.matmul_scratch.bytes() +
-                 s.decode_workspace.bytes());
+  int64_t bytes = 0;
+  for (const GpuShardInfo& shard : shards()) bytes += shard.workspace_bytes;
+  return bytes;
 }
 
 std::vector<std::string> GpuEngine::describe_choices() const {
   State& s = *state_;
   std::vector<std::string> lines;
-  if (s.model.layers.empty()) return lines;
-  const DeviceLayer& layer = s.model.layers.front();
+  const Shard& shard = *s.shards.front();
+  if (shard.model.layers.empty()) return lines;
+  const DeviceLayer& layer = shard.model.layers.front();
   std::vector<const DeviceLinear*> linears;
   for (const DeviceLinear& linear : layer.attention_in) linears.push_back(&linear);
   linears.push_back(&layer.o);
@@ -532,10 +781,26 @@ std::vector<std::string> GpuEngine::describe_choices() const {
     for (const DeviceLinear* linear : linears) {
       lines.push_back(linear->name + " K" + std::to_string(linear->shape.K) + " N" +
                       std::to_string(linear->shape.N) + " M=" + std::to_string(rows) + ": " +
-                      s.dispatch->describe(*linear, rows));
+                      shard.device->dispatch->describe(*linear, rows));
     }
   }
   return lines;
+}
+
+std::string GpuShardInfo::describe() const {
+  std::string text = device_name + " layers " + layer_range(first_layer, end_layer);
+  if (embedding && head) {
+    text += " (+ embedding, head)";
+  } else if (embedding || head) {
+    text += embedding ? " (+ embedding)" : " (+ head)";
+  }
+  if (gib > 0) {
+    char budget[32];
+    std::snprintf(budget, sizeof budget, "%g", gib);
+    text += std::string(" of ") + budget + " GiB";
+  }
+  return text + ": weights " + format_bytes(weight_bytes) + ", KV cache " +
+         format_bytes(cache_bytes) + ", workspace " + format_bytes(workspace_bytes);
 }
 
 }  // namespace q4jit

@@ -5,6 +5,11 @@
 // a replay needs only a 12-byte copy). Projections run the kernels the tuning database chose
 // (matmul_dispatch.hpp); logits come back as fp32. The CPU reference (model/ref/) is the
 // specification it is tested against.
+// Split over GPUs (--gpu-split, gpu_split.hpp), each split is a shard: its layers' weights, their
+// cache and its own activations, stream, kernels per device (shared by shards on one device) and
+// decode graphs (one per shard and attention plan). A forward runs the shards in order; each
+// hands x and the pending residual delta to the next by a device (or peer) copy on its stream and
+// an event the next stream waits on. Unsplit, there is one shard and none of that runs.
 #pragma once
 
 #include <functional>
@@ -13,6 +18,7 @@
 #include <string>
 
 #include "model/engine.hpp"
+#include "model/gpu/gpu_split.hpp"
 #include "model/weights.hpp"
 #include "tuner/matmul_choice.hpp"
 #include "tuner/tune_missing.hpp"
@@ -22,8 +28,11 @@ namespace q4jit {
 struct GpuEngineOptions {
   int max_positions = 0;    // <= 0: config.max_position_embeddings
   int prefill_chunk = 512;  // tokens per prefill forward at most
-  int device = 0;           // ordinal
-  bool graphs = true;       // decode through captured graphs
+  int device = 0;           // ordinal (unsplit)
+  // Layers split over GPUs, in order (parse_gpu_split); empty: everything on `device`. The plan
+  // (plan_gpu_split) counts weights and the KV cache at max_positions against each split's GiB.
+  std::vector<SplitRequest> split;
+  bool graphs = true;  // decode through captured graphs
   // Programmatic dependent launch on sm_90+: each kernel launches while the one before it ends
   // (Backend::set_overlapped_launches); off: plain stream order.
   bool overlap_launches = true;
@@ -42,13 +51,30 @@ struct GpuEngineOptions {
 
 // Counters of what loading and running did, for --verbose and tests.
 struct GpuEngineStats {
-  int64_t compiles = 0;    // NVRTC compiles (0 on a warm start)
-  int64_t store_hits = 0;  // kernels read from the kernel store
-  int64_t graph_captures = 0;
+  int64_t compiles = 0;        // NVRTC compiles (0 on a warm start)
+  int64_t store_hits = 0;      // kernels read from the kernel store
+  int64_t graph_captures = 0;  // one per shard and attention plan
   int64_t graph_replays = 0;
 };
 
-// Where one forward step's time goes (profile_step()).
+// One shard of the engine: where it runs, what it holds (bytes on its device).
+struct GpuShardInfo {
+  int device = 0;
+  std::string device_name;  // "cuda:0 (NVIDIA H100 80GB HBM3)"
+  double gib = 0;           // the --gpu-split budget; 0 unsplit
+  int first_layer = 0;
+  int end_layer = 0;  // exclusive
+  bool embedding = false, head = false;
+  int64_t weight_bytes = 0;
+  int64_t cache_bytes = 0;
+  int64_t workspace_bytes = 0;
+  // "cuda:0 (NVIDIA H100 80GB HBM3) layers 0-2 (+ embedding): weights 1.2 GiB, KV cache 0.5
+  // GiB, workspace 30.0 MiB"
+  std::string describe() const;
+};
+
+// Where one forward step's time goes (profile_step()). Split, the shards' times are added (each
+// shard timed on its own stream; the hand-off copies are not counted).
 struct StepProfile {
   double step_us = 0;  // decode: one replay of the graph; prefill: one plain forward (medians)
   // Device time between consecutive ops of the same step, captured with an event after each op
@@ -78,6 +104,8 @@ class GpuEngine : public Engine {
   int64_t weight_bytes() const;
   int64_t cache_bytes() const;
   int64_t workspace_bytes() const;
+  // The shards in layer order (one when unsplit); the bytes above are their sums.
+  std::vector<GpuShardInfo> shards() const;
   // Times a step of `rows` tokens (1: a decode step) at the current position without advancing
   // it (the cache rows it writes are overwritten by the next real step).
   StepProfile profile_step(int rows = 1, int repetitions = 50);

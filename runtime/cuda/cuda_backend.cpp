@@ -40,6 +40,12 @@ std::string format_uuid(const CUuuid& uuid) {
 CudaBackend::CudaBackend(std::unique_ptr<DriverLibrary> driver) : driver_(std::move(driver)) {}
 
 CudaBackend::~CudaBackend() {
+  for (const auto& [ordinal, context] : peer_contexts_) {
+    CUdevice device = 0;
+    if (driver_->cuDeviceGet(&device, ordinal) == CUDA_SUCCESS) {
+      driver_->cuDevicePrimaryCtxRelease(device);
+    }
+  }
   if (selected_ >= 0) {
     CUdevice device = 0;
     if (driver_->cuDeviceGet(&device, selected_) == CUDA_SUCCESS) {
@@ -134,6 +140,24 @@ void CudaBackend::memset(uint64_t device, uint8_t value, size_t bytes, StreamVie
   Q4JIT_CU(*driver_, cuMemsetD8Async, device, value, bytes, as_stream(stream.raw));
 }
 
+CUcontext CudaBackend::context_of(int ordinal) {
+  const std::lock_guard lock(peers_mutex_);
+  if (auto found = peer_contexts_.find(ordinal); found != peer_contexts_.end())
+    return found->second;
+  CUdevice device = 0;
+  Q4JIT_CU(*driver_, cuDeviceGet, &device, ordinal);
+  CUcontext context = nullptr;
+  Q4JIT_CU(*driver_, cuDevicePrimaryCtxRetain, &context, device);
+  peer_contexts_.emplace(ordinal, context);
+  return context;
+}
+
+void CudaBackend::copy_peer(uint64_t to, int to_device, uint64_t from, int from_device,
+                            size_t bytes, StreamView stream) {
+  Q4JIT_CU(*driver_, cuMemcpyPeerAsync, to, context_of(to_device), from, context_of(from_device),
+           bytes, as_stream(stream.raw));
+}
+
 Stream CudaBackend::create_stream() {
   CUstream stream = nullptr;
   Q4JIT_CU(*driver_, cuStreamCreate, &stream, CU_STREAM_NON_BLOCKING);
@@ -160,6 +184,10 @@ void CudaBackend::record(const Event& event, StreamView stream) {
     return;
   }
   Q4JIT_CU(*driver_, cuEventRecord, as_event(event.raw()), as_stream(stream.raw));
+}
+
+void CudaBackend::wait(const Event& event, StreamView stream) {
+  Q4JIT_CU(*driver_, cuStreamWaitEvent, as_stream(stream.raw), as_event(event.raw()), 0);
 }
 
 float CudaBackend::elapsed_ms(const Event& start, const Event& end) {

@@ -3,6 +3,7 @@
 // the device (or call select_device on another thread first): the context is per thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -28,11 +29,14 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* host, uint64_t device, size_t bytes, StreamView stream) override;
   void copy_on_device(uint64_t to, uint64_t from, size_t bytes, StreamView stream) override;
   void memset(uint64_t device, uint8_t value, size_t bytes, StreamView stream) override;
+  void copy_peer(uint64_t to, int to_device, uint64_t from, int from_device, size_t bytes,
+                 StreamView stream) override;
 
   Stream create_stream() override;
   void synchronize(StreamView stream) override;
   Event create_event() override;
   void record(const Event& event, StreamView stream) override;
+  void wait(const Event& event, StreamView stream) override;
   float elapsed_ms(const Event& start, const Event& end) override;
 
   void begin_capture(const Stream& stream) override;
@@ -51,12 +55,16 @@ class CudaBackend final : public Backend {
 
  private:
   void allow_dynamic_smem(const Function& function, int64_t bytes);
+  // The primary context of `ordinal`, retained on first use and released with the backend.
+  CUcontext context_of(int ordinal);
   std::unique_ptr<DriverLibrary> driver_;
   int selected_ = -1;
   CUcontext context_ = nullptr;
   DeviceInfo current_;
   std::mutex overlapped_mutex_;
   std::set<uint64_t> overlapped_streams_;  // set_overlapped_launches; guarded by the mutex
+  std::mutex peers_mutex_;
+  std::map<int, CUcontext> peer_contexts_;  // copy_peer's devices; guarded by the mutex
 };
 
 }  // namespace q4jit

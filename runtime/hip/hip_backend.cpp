@@ -110,6 +110,12 @@ void HipBackend::memset(uint64_t device, uint8_t value, size_t bytes, StreamView
   Q4JIT_HIP(*hip_, hipMemsetD8Async, as_pointer(device), value, bytes, as_stream(stream.raw));
 }
 
+void HipBackend::copy_peer(uint64_t to, int to_device, uint64_t from, int from_device, size_t bytes,
+                           StreamView stream) {
+  Q4JIT_HIP(*hip_, hipMemcpyPeerAsync, as_pointer(to), to_device, as_pointer(from), from_device,
+            bytes, as_stream(stream.raw));
+}
+
 Stream HipBackend::create_stream() {
   hipStream_t stream = nullptr;
   Q4JIT_HIP(*hip_, hipStreamCreateWithFlags, &stream, hipStreamNonBlocking);
@@ -128,6 +134,10 @@ Event HipBackend::create_event() {
 
 void HipBackend::record(const Event& event, StreamView stream) {
   Q4JIT_HIP(*hip_, hipEventRecord, as_event(event.raw()), as_stream(stream.raw));
+}
+
+void HipBackend::wait(const Event& event, StreamView stream) {
+  Q4JIT_HIP(*hip_, hipStreamWaitEvent, as_stream(stream.raw), as_event(event.raw()), 0);
 }
 
 float HipBackend::elapsed_ms(const Event& start, const Event& end) {

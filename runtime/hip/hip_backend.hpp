@@ -26,11 +26,14 @@ class HipBackend final : public Backend {
   void copy_to_host(void* host, uint64_t device, size_t bytes, StreamView stream) override;
   void copy_on_device(uint64_t to, uint64_t from, size_t bytes, StreamView stream) override;
   void memset(uint64_t device, uint8_t value, size_t bytes, StreamView stream) override;
+  void copy_peer(uint64_t to, int to_device, uint64_t from, int from_device, size_t bytes,
+                 StreamView stream) override;
 
   Stream create_stream() override;
   void synchronize(StreamView stream) override;
   Event create_event() override;
   void record(const Event& event, StreamView stream) override;
+  void wait(const Event& event, StreamView stream) override;
   float elapsed_ms(const Event& start, const Event& end) override;
 
   void begin_capture(const Stream& stream) override;
