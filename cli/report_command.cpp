@@ -1,5 +1,6 @@
 // q4jit report: the tuning database as JSON, CSV, Markdown or one self-contained HTML file
-// (tuner/report.hpp), optionally for one device (name substring) or one model's shapes. No GPU.
+// (tuner/report.hpp), optionally for one device (name substring) or one model's shapes (its
+// matmul shapes and its attention geometry). No GPU.
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "common/error.hpp"
 #include "tuner/model_shapes.hpp"
 #include "tuner/report.hpp"
+#include "tuner/tune_missing.hpp"
 
 namespace q4jit::cli {
 
@@ -26,6 +28,8 @@ void run_report(const ReportArgs& args) {
   if (!args.model.empty()) {
     shapes.emplace();
     for (const TuneShape& shape : model_matmul_shapes(args.model)) shapes->push_back(shape.shape);
+    const AttentionGeometry attention = model_attention_geometry(args.model);
+    shapes->push_back({attention.head_dim, attention.heads, attention.kv_heads, false});
   }
   const std::filesystem::path path = default_tuning_db_path(args.tuning_db);
   if (!std::filesystem::exists(path))
@@ -52,7 +56,8 @@ void add_report_command(CLI::App& app) {
       ->check(CLI::IsMember({"json", "csv", "md", "html"}));
   report->add_option("-o,--output", args->output, "Write to this file instead of stdout");
   report->add_option("--device", args->device, "Only devices whose name contains this");
-  report->add_option("--model", args->model, "Only the matmul shapes of this model folder");
+  report->add_option("--model", args->model,
+                     "Only the matmul shapes and attention geometry of this model folder");
   report->add_option("--tuning-db", args->tuning_db, "Tuning database file");
   report->callback([args] { run_report(*args); });
 }

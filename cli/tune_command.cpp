@@ -1,8 +1,10 @@
 // q4jit tune: finds the distinct matmul shapes of a model and tunes, per M bucket, those missing
 // from the tuning database (tuner/autotuner.hpp): each path's family (gemv, mma, dequant_gemm)
-// and the path decision, then whether each fused projection (qkv, gate_up) pays. Prints per
-// problem the winner, the default and the speedup, per bucket the path chosen and fused or
-// separate, and the counts (compiles, timings) that show a second run does nothing.
+// and the path decision, then whether each fused projection (qkv, gate_up) pays; first, the
+// attention kernels of the model's geometry (prefill path per row bucket, decode split per
+// length bucket). Prints per problem the winner, the default and the speedup, per bucket the
+// path chosen, fused or separate and the attention choice, and the counts (compiles, timings)
+// that show a second run does nothing.
 // Needs a GPU: without one, a one-line error says so.
 #include <cstdio>
 #include <memory>
@@ -13,6 +15,7 @@
 #include "runtime/platform.hpp"
 #include "tuner/autotuner.hpp"
 #include "tuner/model_shapes.hpp"
+#include "tuner/tune_missing.hpp"
 
 namespace q4jit::cli {
 
@@ -29,6 +32,7 @@ struct TuneArgs {
   bool quiet = false;
   bool verbose = false;
   std::string tuning_db;
+  int max_seq_len = 0;
 };
 
 std::string outcome_state(const ProblemOutcome& outcome) {
@@ -153,7 +157,8 @@ void run_tune(const TuneArgs& args) {
       std::fprintf(stderr, "q4jit: tune: %s\n", line.c_str());
     };
   Autotuner tuner(*backend.value(), service, db, options);
-  const std::vector<ProblemOutcome> outcomes = tuner.tune(shapes);
+  const std::vector<ProblemOutcome> outcomes =
+      tuner.tune(shapes, model_attention_geometry(args.model, args.max_seq_len));
   const TuneCounters& counts = tuner.counters();
   const KernelCounters compiles = service.counters();
   if (args.json) {
@@ -174,7 +179,10 @@ void run_tune(const TuneArgs& args) {
                              {"fusions_made", counts.fusions},
                              {"fusions_stored", counts.fusions_from_db},
                              {"decisions", decisions_json(tuner.decisions(), "path")},
-                             {"fusions", decisions_json(tuner.fusions(), "fusion")}};
+                             {"fusions", decisions_json(tuner.fusions(), "fusion")},
+                             {"attention_made", counts.attention},
+                             {"attention_stored", counts.attention_from_db},
+                             {"attention", decisions_json(tuner.attention(), "choice")}};
     std::printf("%s\n", report.dump().c_str());
     return;
   }
@@ -187,12 +195,18 @@ void run_tune(const TuneArgs& args) {
     std::printf("fused projections per M bucket (config: the parts' N):\n");
     print_decisions(tuner.fusions());
   }
+  if (!tuner.attention().empty()) {
+    std::printf("attention per bucket (prefill: path per T; decode: split per length):\n");
+    print_decisions(tuner.attention());
+  }
   std::printf(
       "%lld problems: %lld tuned, %lld stored; %lld paths decided, %lld stored; %lld fusions "
-      "decided, %lld stored; compiles %lld, timings %lld, validations %lld, %.1f s\n",
+      "decided, %lld stored; %lld attention decided, %lld stored; compiles %lld, timings %lld, "
+      "validations %lld, %.1f s\n",
       (long long)counts.problems, (long long)counts.tuned, (long long)counts.from_db,
       (long long)counts.decisions, (long long)counts.decisions_from_db, (long long)counts.fusions,
-      (long long)counts.fusions_from_db, (long long)compiles.compiles, (long long)counts.timings,
+      (long long)counts.fusions_from_db, (long long)counts.attention,
+      (long long)counts.attention_from_db, (long long)compiles.compiles, (long long)counts.timings,
       (long long)counts.validations, counts.seconds);
   if (args.verbose) {
     // What a warm second run proves: compiles 0, timings 0.
@@ -211,7 +225,7 @@ void run_tune(const TuneArgs& args) {
 void add_tune_command(CLI::App& app) {
   auto args = std::make_shared<TuneArgs>();
   CLI::App* tune = app.add_subcommand(
-      "tune", "Tune the matmul kernels of a model for this GPU (stored per shape)");
+      "tune", "Tune the matmul and attention kernels of a model for this GPU (stored per shape)");
   tune->add_option("-m,--model", args->model, "Model folder (GPTQ)")->required();
   tune->add_option("--budget", args->budget,
                    "Seconds for the whole tune, compiling included (default 60)");
@@ -222,6 +236,9 @@ void add_tune_command(CLI::App& app) {
   tune->add_option("--m", args->rows,
                    "Comma-separated rows (M) to tune, rounded up to buckets (default "
                    "1,2,...,2048: gemv up to 16, mma and dequant+gemm from 16)");
+  tune->add_option("--max-seq-len", args->max_seq_len,
+                   "Attention decisions up to this many positions (default: the model's "
+                   "max_position_embeddings)");
   tune->add_flag("--gemm-space", args->whole_gemm_space,
                  "Dequant+gemm path: try every gemm_f16 configuration, not only the default");
   tune->add_flag("--force", args->force,

@@ -17,6 +17,7 @@
 #include <thread>
 #include <tuple>
 
+#include "tuner/attention_path_tuner.hpp"
 #include "tuner/budget.hpp"
 #include "tuner/path_decision.hpp"
 #include "tuner/problem_search.hpp"
@@ -540,13 +541,33 @@ std::vector<ProblemOutcome> TuneRun::run(const std::vector<TuneShape>& shapes,
 Autotuner::Autotuner(Backend& backend, KernelService& service, TuningDb& db, TuneOptions options)
     : backend_(backend), service_(service), db_(db), options_(std::move(options)) {}
 
-std::vector<ProblemOutcome> Autotuner::tune(const std::vector<TuneShape>& shapes) {
+std::vector<ProblemOutcome> Autotuner::tune(const std::vector<TuneShape>& shapes,
+                                            const std::optional<AttentionGeometry>& attention) {
   const Clock::time_point start = Clock::now();
   counters_ = {};
   decisions_.clear();
   fusions_.clear();
+  attention_.clear();
+  TuneOptions options = options_;
+  if (attention) {
+    AttentionTuneOptions attention_options;
+    attention_options.m_buckets = options_.m_buckets;
+    attention_options.force = options_.force;
+    attention_options.jobs = options_.jobs;
+    attention_options.max_copies = options_.max_weight_copies;
+    attention_options.deadline_seconds = options_.budget_seconds * options_.attention_share;
+    attention_options.progress = options_.progress;
+    AttentionTuneCounters spent;
+    attention_ = tune_attention(backend_, service_, db_, *attention, attention_options, spent);
+    counters_.attention = spent.decided;
+    counters_.attention_from_db = spent.from_db;
+    counters_.validations += spent.validations;
+    counters_.timings += spent.timings;
+    options.budget_seconds = std::max(options_.budget_seconds - spent.seconds, 1.0);
+  }
+  // TuneRun adds its own counts to the attention's.
   std::vector<ProblemOutcome> outcomes =
-      TuneRun(backend_, service_, db_, options_, counters_).run(shapes, decisions_, fusions_);
+      TuneRun(backend_, service_, db_, options, counters_).run(shapes, decisions_, fusions_);
   counters_.seconds = seconds_since(start);
   return outcomes;
 }

@@ -4,9 +4,11 @@
 // and stores the winner of each, then decides which path runs the bucket (the decisions table,
 // read by MatmulChooser); last, per fused shape (qkv, gate_up) and bucket, whether the fused
 // matmul beats its parts run separately (projection_fusion.hpp: from the path decisions' times,
-// no timing of its own). Candidates are enumerated, pruned, compiled (store first, on a thread
-// pool) and pruned again up front; then per problem within its share of the budget
-// (budget.hpp: re-balanced after every problem, a floor for each) the search of
+// no timing of its own). Given the model's attention geometry, it first decides the attention
+// kernels (attention_path_tuner.hpp: the prefill path per row bucket, the decode split per
+// length bucket) within its share of the budget. Candidates are enumerated, pruned, compiled (store
+// first, on a thread pool) and pruned again up front; then per problem within its share of the
+// budget (budget.hpp: re-balanced after every problem, a floor for each) the search of
 // problem_search.hpp validates against the CPU reference, times and halves, saving trials as they
 // finish. Winners are compiled alone in the background (their store keys are what a warm load
 // requests) while the next problems are timed. A problem already in the database costs nothing:
@@ -14,12 +16,14 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "cache/tuning_db.hpp"
 #include "runtime/backend.hpp"
 #include "runtime/kernel_service.hpp"
+#include "tuner/attention_path.hpp"
 #include "tuner/candidates.hpp"
 #include "tuner/matmul_choice.hpp"
 #include "tuner/problem_key.hpp"
@@ -46,6 +50,9 @@ struct TuneOptions {
   bool whole_gemm_space = false;  // dequant_gemm: every gemm_f16 config, not only the default
   int jobs = 0;                   // compile threads; 0: the machine's cores
   int max_weight_copies = 64;     // rotation cap: tiny models' weights live in L2 anyway
+  // The attention decisions start no bucket past this fraction of budget_seconds; the matmul
+  // problems share what the attention left.
+  double attention_share = 0.25;
   PostCompileLimits limits;
   std::function<void(const std::string&)> progress;  // one line per step; null: silent
 };
@@ -62,8 +69,10 @@ struct ProblemOutcome {
   WinnerRecord winner;  // valid when from_db or tuned
 };
 
-// The path decision of one shape and M bucket (key.family "matmul_path"), or the fusion decision
-// of one fused shape and M bucket (key.family "projection_fusion", projections "qkv").
+// The path decision of one shape and M bucket (key.family "matmul_path"), the fusion decision
+// of one fused shape and M bucket (key.family "projection_fusion", projections "qkv"), or an
+// attention decision (key.family "attention_path" or "attention_split", projections "prefill" or
+// "decode"; attention_path.hpp).
 struct DecisionOutcome {
   TuningKey key;
   std::string projections;
@@ -85,6 +94,8 @@ struct TuneCounters {
   int64_t decisions_from_db = 0;
   int64_t fusions = 0;  // projection fusion decisions made now (no timing of their own)
   int64_t fusions_from_db = 0;
+  int64_t attention = 0;  // attention decisions made now (prefill paths and decode splits)
+  int64_t attention_from_db = 0;
   int64_t winner_compiles = 0;  // winners compiled alone in the background (store hits included)
   double seconds = 0;
 };
@@ -92,12 +103,16 @@ struct TuneCounters {
 class Autotuner {
  public:
   Autotuner(Backend& backend, KernelService& service, TuningDb& db, TuneOptions options);
-  std::vector<ProblemOutcome> tune(const std::vector<TuneShape>& shapes);
+  // attention: the model's attention geometry, whose decisions are made first; none: matmul only.
+  std::vector<ProblemOutcome> tune(const std::vector<TuneShape>& shapes,
+                                   const std::optional<AttentionGeometry>& attention = {});
   const TuneCounters& counters() const { return counters_; }
   // The path decisions of the last tune(), one per shape and bucket, in tuning order.
   const std::vector<DecisionOutcome>& decisions() const { return decisions_; }
   // The fusion decisions of the last tune(), one per fused shape and bucket.
   const std::vector<DecisionOutcome>& fusions() const { return fusions_; }
+  // The attention decisions of the last tune(): decode buckets, then prefill buckets.
+  const std::vector<DecisionOutcome>& attention() const { return attention_; }
 
  private:
   Backend& backend_;
@@ -107,6 +122,7 @@ class Autotuner {
   TuneCounters counters_;
   std::vector<DecisionOutcome> decisions_;
   std::vector<DecisionOutcome> fusions_;
+  std::vector<DecisionOutcome> attention_;
 };
 
 }  // namespace q4jit

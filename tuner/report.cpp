@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "tuner/attention_path.hpp"
 #include "tuner/path_decision.hpp"
 #include "tuner/projection_fusion.hpp"
 
@@ -82,6 +83,17 @@ std::string fusion_gain_text(const DecisionRecord& fusion) {
   return fused > 0 ? fixed(alternative_us(fusion, kSeparateChoice) / fused, 2) + "x" : "";
 }
 
+// "prefill" or "decode" for an attention decision's family.
+std::string attention_kind(const TuningKey& key) {
+  return key.family == kAttentionPathFamily ? "prefill" : "decode";
+}
+
+// "H32/8 D128": an attention decision's geometry (K = D, N = H, group_size = Hkv).
+std::string geometry_text(const TuningKey& key) {
+  return "H" + std::to_string(key.N) + "/" + std::to_string(key.group_size) + " D" +
+         std::to_string(key.K);
+}
+
 }  // namespace
 
 double alternative_us(const DecisionRecord& decision, const std::string& name) {
@@ -114,6 +126,8 @@ Report build_report(const TuningDb& db, const std::string& device_filter,
     if (decision.key.family == kMatmulPathFamily) report.decisions.push_back(std::move(decision));
     if (decision.key.family == kProjectionFusionFamily)
       report.fusions.push_back(std::move(decision));
+    if (decision.key.family == kAttentionPathFamily || decision.key.family == kAttentionSplitFamily)
+      report.attention.push_back(std::move(decision));
   }
   for (const ResultRow& result : db.results(device_filter)) {
     const TuningKey& key = result.key;
@@ -243,6 +257,25 @@ std::string report_json(const Report& report) {
                  {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
     json["fusions"].push_back(std::move(item));
   }
+  json["attention"] = nlohmann::ordered_json::array();
+  for (const DecisionRow& row : report.attention) {
+    const DecisionRecord& d = row.decision;
+    nlohmann::ordered_json alternatives = nlohmann::ordered_json::object();
+    for (const auto& [name, us] : d.alternatives) alternatives[name] = std::stod(fixed(us, 3));
+    nlohmann::ordered_json item = decision_key_json(row.key);
+    item.update({{"kind", attention_kind(row.key)},
+                 {"heads", row.key.N},
+                 {"kv_heads", row.key.group_size},
+                 {"head_dim", row.key.K},
+                 {"choice", d.choice},
+                 {"config", d.config},
+                 {"median_us", std::stod(fixed(d.median_us, 3))},
+                 {"default", d.default_choice},
+                 {"default_us", std::stod(fixed(d.default_us, 3))},
+                 {"alternatives_us", alternatives},
+                 {"tuning_seconds", std::stod(fixed(d.tuning_seconds, 2))}});
+    json["attention"].push_back(std::move(item));
+  }
   return json.dump(2) + "\n";
 }
 
@@ -289,6 +322,64 @@ std::string fusion_html(const Report& report) {
   return out + "</table>\n";
 }
 
+// "1.08x": the default's time over the chosen one's (1.00x when the default was kept).
+std::string attention_gain_text(const DecisionRecord& d) {
+  return d.median_us > 0 && d.default_us > 0 ? fixed(d.default_us / d.median_us, 2) + "x" : "";
+}
+
+std::string attention_markdown(const Report& report) {
+  if (report.attention.empty()) return "";
+  std::string out =
+      "\n## Attention\n\n| device | kind | heads (H/Hkv D) | bucket | choice | config | us | "
+      "default | default us | speedup | every choice (us) |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const DecisionRow& row : report.attention) {
+    const DecisionRecord& d = row.decision;
+    out += "| " + row.key.device.name + " | " + attention_kind(row.key) + " | " +
+           geometry_text(row.key) + " | " + std::to_string(row.key.m_bucket) + " | " + d.choice +
+           " | `" + d.config + "` | " + fixed(d.median_us, 2) + " | " + d.default_choice + " | " +
+           fixed(d.default_us, 2) + " | " + attention_gain_text(d) + " | " + alternatives_text(d) +
+           " |\n";
+  }
+  return out;
+}
+
+std::string attention_html(const Report& report) {
+  if (report.attention.empty()) return "";
+  std::string out =
+      "<h2>Attention</h2>\n<table><tr><th>device</th><th>kind</th><th>heads (H/Hkv D)</th>"
+      "<th>bucket</th><th>choice</th><th>config</th><th>us</th><th>default</th>"
+      "<th>default us</th><th>speedup</th><th>every choice (us)</th></tr>\n";
+  for (const DecisionRow& row : report.attention) {
+    const DecisionRecord& d = row.decision;
+    out += "<tr><td>" + escape_html(row.key.device.name) + "</td><td>" + attention_kind(row.key) +
+           "</td><td>" + geometry_text(row.key) + "</td><td>" + std::to_string(row.key.m_bucket) +
+           "</td><td>" + escape_html(d.choice) + "</td><td><code>" + escape_html(d.config) +
+           "</code></td><td>" + fixed(d.median_us, 2) + "</td><td>" +
+           escape_html(d.default_choice) + "</td><td>" + fixed(d.default_us, 2) + "</td><td>" +
+           attention_gain_text(d) + "</td><td>" + escape_html(alternatives_text(d)) +
+           "</td></tr>\n";
+  }
+  return out + "</table>\n";
+}
+
+// One CSV row per attention decision, in the winners' columns (report.hpp says which).
+std::string attention_csv(const Report& report) {
+  std::string out;
+  for (const DecisionRow& row : report.attention) {
+    const TuningKey& key = row.key;
+    const DecisionRecord& d = row.decision;
+    const double speedup = d.median_us > 0 && d.default_us > 0 ? d.default_us / d.median_us : 0;
+    out += "\"" + key.device.name + "\"," + key.family + "," + std::to_string(key.K) + "," +
+           std::to_string(key.N) + "," + std::to_string(key.group_size) + "," +
+           (key.act_order ? "1" : "0") + "," + std::to_string(key.m_bucket) + "," + key.dtype +
+           "," + d.config + "," + d.default_choice + "," + fixed(d.median_us, 3) + ",,," +
+           fixed(d.default_us, 3) + "," + fixed(speedup, 3) + ",,,,," + fixed(d.tuning_seconds, 2) +
+           "," + d.choice + "," + d.choice + ",,,\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string report_csv(const Report& report) {
@@ -309,7 +400,7 @@ std::string report_csv(const Report& report) {
            fixed(w.tuning_seconds, 2) + "," + row.path + "," + row.decided_path + "," +
            fusion_columns(row) + "\n";
   }
-  return out;
+  return out + attention_csv(report);
 }
 
 std::string report_markdown(const Report& report) {
@@ -349,6 +440,7 @@ std::string report_markdown(const Report& report) {
            " | " + alternatives_text(d) + " |\n";
   }
   out += fusion_markdown(report);
+  out += attention_markdown(report);
   for (const ReportRow& row : report.rows) {
     out += "\n## " + row.key.shape_label() +
            "\n\n| config | status | us | rung | detail |\n"
@@ -479,6 +571,7 @@ std::string report_html(const Report& report) {
     out += "</table>\n";
   }
   out += fusion_html(report);
+  out += attention_html(report);
   for (const ReportRow& row : report.rows) {
     out += "<h2>" + escape_html(row.key.shape_label()) + " on " + escape_html(row.key.device.name) +
            "</h2>\n" + trial_chart(row);

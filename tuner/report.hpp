@@ -2,9 +2,13 @@
 // the speedup over it, effective weight bandwidth against the device's measured read ceiling,
 // candidates tried and failed, every trial, per shape and M bucket the matmul path decided
 // (gemv, mma or dequant_gemm) with each path's time, and per fused shape (qkv, gate_up) and M
-// bucket whether fusing pays (fused and separate times). Rendered as JSON, CSV (one row per
-// problem, the decisions of its shape and bucket in columns), Markdown, or one self-contained
-// HTML file with inline SVG charts (no script, no network).
+// bucket whether fusing pays (fused and separate times), and per attention geometry the prefill
+// path per row bucket and the decode split per length bucket (attention_path.hpp). Rendered as
+// JSON, CSV (one row per problem, the decisions of its shape and bucket in columns, then one row
+// per attention decision: family attention_path or attention_split, K N group_size = D H Hkv,
+// config the chosen one, default_config the default's choice, path and decided_path the
+// choice), Markdown, or one self-contained HTML file with inline SVG charts (no script, no
+// network).
 // Not here: tuning (autotuner.hpp) or the command line (cli/report_command.cpp).
 #pragma once
 
@@ -40,9 +44,11 @@ struct Report {
   std::vector<ReportRow> rows;
   std::vector<DecisionRow> decisions;  // matmul path decisions, sorted like rows
   std::vector<DecisionRow> fusions;    // projection fusion decisions, sorted like rows
+  std::vector<DecisionRow> attention;  // attention_path, then attention_split decisions
 };
 
-// device_filter: substring of the device name; shapes: only these weight shapes when given.
+// device_filter: substring of the device name; shapes: only these weight shapes when given (an
+// attention decision matches the shape {D, H, Hkv, false} of its geometry).
 Report build_report(const TuningDb& db, const std::string& device_filter,
                     const std::optional<std::vector<MatmulShapeKey>>& shapes = std::nullopt);
 // The time of a decision's alternative `name`, 0 when it has none.

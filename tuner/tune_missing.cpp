@@ -20,16 +20,26 @@ std::vector<int> engine_m_buckets(int prefill_chunk) {
   return buckets;
 }
 
+AttentionGeometry model_attention_geometry(const std::filesystem::path& model_dir,
+                                           int64_t max_positions) {
+  const LlamaConfig config = load_config(model_dir);
+  return {config.num_attention_heads, config.num_key_value_heads, config.head_dim,
+          max_positions > 0 ? max_positions : config.max_position_embeddings};
+}
+
 TuneMissingResult tune_missing(Backend& backend, KernelService& service, TuningDb& db,
-                               const std::filesystem::path& model_dir, TuneOptions options) {
+                               const std::filesystem::path& model_dir, TuneOptions options,
+                               int64_t max_positions) {
   TuneMissingResult result;
   if (!load_config(model_dir).quantization) return result;  // fp16 weights: nothing to tune
   options.force = false;
   Autotuner tuner(backend, service, db, std::move(options));
-  result.problems = tuner.tune(model_matmul_shapes(model_dir));
+  result.problems = tuner.tune(model_matmul_shapes(model_dir),
+                               model_attention_geometry(model_dir, max_positions));
   result.counters = tuner.counters();
   result.decisions = tuner.decisions();
   result.fusions = tuner.fusions();
+  result.attention = tuner.attention();
   return result;
 }
 

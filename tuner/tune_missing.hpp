@@ -1,10 +1,11 @@
 // Tuning at model load, for the engine's `--tune auto|off`: tune_missing() tunes exactly the
 // matmul problems of a model folder that the tuning database lacks (every path's winner and the
-// path decision per weight shape and M bucket, and the fusion decision per fused shape and
-// bucket, autotuner.hpp) and nothing else.
+// path decision per weight shape and M bucket, the fusion decision per fused shape and bucket,
+// and the attention decisions of the model's attention geometry, autotuner.hpp) and nothing else.
 //   - With everything stored it returns at once: 0 compiles, 0 timings, 0 validations, which is
 //     what a warm start must cost (counters say so; tests check it).
-//   - An fp16 (not GPTQ) model has no q4 matmul to tune: an empty result, no error.
+//   - An fp16 (not GPTQ) model has no q4 matmul to tune: an empty result, no error (its
+//     attention keeps the rule unless q4jit tune of a GPTQ model of the same geometry decided).
 //   - --tune off: the engine does not call it; MatmulChooser uses what is stored and the
 //     built-in defaults for the rest.
 // Typical use at load, before constructing the MatmulChooser:
@@ -39,14 +40,22 @@ struct TuneMissingResult {
   TuneCounters counters;  // problems, from_db, tuned, validations, timings, decisions, ...
   std::vector<ProblemOutcome> problems;
   std::vector<DecisionOutcome> decisions;
-  std::vector<DecisionOutcome> fusions;  // qkv and gate_up: fused or separate per bucket
+  std::vector<DecisionOutcome> fusions;    // qkv and gate_up: fused or separate per bucket
+  std::vector<DecisionOutcome> attention;  // prefill path per T bucket, decode split per length
 };
 
+// The attention geometry of the model in `model_dir` (heads, KV heads, head_dim from its
+// config), decided up to max_positions (<= 0: the config's max_position_embeddings).
+AttentionGeometry model_attention_geometry(const std::filesystem::path& model_dir,
+                                           int64_t max_positions = 0);
+
 // Tunes the problems of the model in `model_dir` that `db` lacks on this device, within
-// options.budget_seconds (options.force is ignored: a load never discards stored winners).
+// options.budget_seconds (options.force is ignored: a load never discards stored winners), and
+// the attention decisions up to max_positions (the engine's KV cache; <= 0: the config's).
 // Error (one line) when the folder is not a model; a read-only (newer-schema) database tunes
 // nothing and says so in the outcomes.
 TuneMissingResult tune_missing(Backend& backend, KernelService& service, TuningDb& db,
-                               const std::filesystem::path& model_dir, TuneOptions options);
+                               const std::filesystem::path& model_dir, TuneOptions options,
+                               int64_t max_positions = 0);
 
 }  // namespace q4jit

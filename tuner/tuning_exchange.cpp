@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "common/error.hpp"
+#include "tuner/attention_path.hpp"
 #include "tuner/dequant_gemm_tuning.hpp"
 #include "tuner/path_decision.hpp"
 #include "tuner/problem_key.hpp"
@@ -190,6 +191,8 @@ std::map<std::string, std::string> tuning_source_hashes() {
   hashes[kDequantGemmFamily] = dequant_gemm_source_hash();
   hashes[kMatmulPathFamily] = matmul_path_source_hash();
   hashes[kProjectionFusionFamily] = projection_fusion_source_hash();
+  hashes[kAttentionPathFamily] = attention_path_source_hash();
+  hashes[kAttentionSplitFamily] = attention_split_source_hash();
   return hashes;
 }
 

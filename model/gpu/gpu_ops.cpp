@@ -4,11 +4,12 @@
 #include <algorithm>
 #include <bit>
 
-#include "kernel_sources/attention_prefill_mma.hpp"
 #include "kernel_sources/elementwise.hpp"
 #include "kernel_sources/embedding.hpp"
 #include "kernel_sources/lm_head.hpp"
 #include "kernel_sources/rms_norm.hpp"
+#include "tuner/attention_runner.hpp"
+#include "tuner/problem_key.hpp"
 
 namespace q4jit {
 
@@ -84,31 +85,21 @@ void GpuOps::rope_cache(const RopeCacheShape& shape, uint64_t q, uint64_t k, uin
                 int(shape.heads), int(shape.kv_heads), int(shape.head_dim), theta, scale);
 }
 
-// Per split size, 256 threads and two query heads per block where the group allows: the fastest
-// on the H100 at 4096 positions for 32 and for 64 heads (OpsGpu.AttentionTimings).
 void GpuOps::set_decode_limits(int heads, int kv_heads, int head_dim, int max_length) {
   decode_shape_ = {heads, kv_heads, head_dim, max_length};
-  decode_configs_.clear();
-  for (const AttentionDecodeConfig& cfg : space(device(), decode_shape_)) {
-    auto [found, added] = decode_configs_.emplace(cfg.split, cfg);
-    const bool preferred = cfg.threads == 256 && cfg.heads_per_block <= 2;
-    const bool had_preferred = found->second.threads == 256 && found->second.heads_per_block <= 2;
-    if (!added && preferred &&
-        (!had_preferred || cfg.heads_per_block > found->second.heads_per_block))
-      found->second = cfg;
-  }
+  decode_configs_ = decode_split_configs(device(), decode_shape_);
   Q4JIT_CHECK(!decode_configs_.empty(),
               "attention_decode: no kernel configuration is legal for this shape");
 }
 
 DecodePlan GpuOps::decode_plan(int length) const {
-  const int64_t block_limit = 4 * int64_t(device().sm_count);
-  DecodePlan plan;
-  for (const auto& [split, cfg] : decode_configs_) {
-    plan = {split, int((length + split - 1) / split)};
-    if (int64_t(plan.splits) * (decode_shape_.heads / cfg.heads_per_block) <= block_limit) break;
-  }
-  return plan;
+  int split = 0;
+  const auto decided = attention_choice_.decode_split.find(m_bucket(std::max(length, 1)));
+  if (decided != attention_choice_.decode_split.end() && decode_configs_.count(decided->second))
+    split = decided->second;
+  if (split == 0)
+    split = default_decode_split(decode_configs_, decode_shape_.heads, device().sm_count, length);
+  return {split, int((length + split - 1) / split)};
 }
 
 int64_t GpuOps::decode_workspace_bytes() const {
@@ -123,38 +114,31 @@ void GpuOps::attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint
                               const DecodePlan& plan, float scale, uint64_t out_position,
                               StreamView stream) {
   const AttentionDecodeConfig& cfg = decode_configs_.at(plan.split);
-  const AttentionDecodeGeometry g = geometry(cfg, decode_shape_);
-  const AttentionDecodeWorkspace layout = workspace(cfg, decode_shape_);
-  launch_kernel(
-      loader_.backend(), function(attention_decode_family(), to_string(cfg), name_expression(cfg)),
-      launch_geometry(g.grid_x, unsigned(plan.splits), g.block_x), stream, out, q, key_cache,
-      value_cache, workspace_address, workspace_address + layout.partials_offset, length_in,
-      int(decode_shape_.heads), int(decode_shape_.kv_heads), scale, out_position);
+  launch_attention_decode(loader_.backend(),
+                          function(attention_decode_family(), to_string(cfg), name_expression(cfg)),
+                          cfg, decode_shape_, plan.splits, {out, q, key_cache, value_cache},
+                          {workspace_address, length_in, out_position}, scale, stream);
+}
+
+PrefillChoice GpuOps::prefill_choice(const AttentionPrefillShape& shape) const {
+  const auto decided = attention_choice_.prefill.find(m_bucket(std::max<int64_t>(shape.tokens, 1)));
+  if (decided != attention_choice_.prefill.end() && decided->second.legal(device(), shape))
+    return decided->second;
+  const std::optional<PrefillChoice> fallback = default_prefill(device(), shape);
+  Q4JIT_CHECK(fallback.has_value(),
+              "attention_prefill: no kernel configuration is legal for this shape");
+  return *fallback;
 }
 
 void GpuOps::attention_prefill(const AttentionPrefillShape& shape, uint64_t out, uint64_t q,
                                uint64_t key_cache, uint64_t value_cache, float scale,
                                StreamView stream) {
-  const int width = int(shape.heads * shape.head_dim);
-  auto launch = [&](const Function& kernel, const AttentionPrefillGeometry& g) {
-    launch_kernel(loader_.backend(), kernel,
-                  launch_geometry(g.grid_x, g.grid_y, g.block_x, g.dynamic_smem_bytes), stream, out,
-                  int(shape.out_stride ? shape.out_stride : width), q,
-                  int(shape.q_stride ? shape.q_stride : width), key_cache, value_cache,
-                  int(shape.tokens), int(shape.first_position), int(shape.heads),
-                  int(shape.kv_heads), scale);
-  };
-  // Tensor cores where that family runs (NVIDIA sm_80+, D 64 or 128), else the SIMT kernel.
-  const std::vector<AttentionPrefillMmaConfig> mma = attention_prefill_mma_space(device(), shape);
-  if (!mma.empty()) {
-    const AttentionPrefillMmaConfig& cfg = mma.front();
-    launch(function(attention_prefill_mma_family(), to_string(cfg), name_expression(cfg)),
-           geometry(cfg, shape));
-    return;
-  }
-  const AttentionPrefillConfig cfg = first_legal(space(device(), shape), "attention_prefill");
-  launch(function(attention_prefill_family(), to_string(cfg), name_expression(cfg)),
-         geometry(cfg, shape));
+  const PrefillChoice choice = prefill_choice(shape);
+  const KernelVariant variant = prefill_variant(choice);
+  launch_attention_prefill(
+      loader_.backend(),
+      function(prefill_family(choice.path), variant.config, variant.name_expression), choice, shape,
+      {out, q, key_cache, value_cache}, scale, stream);
 }
 
 void GpuOps::silu_mul(uint64_t out, uint64_t gate, uint64_t up, int rows, int F, int stride,

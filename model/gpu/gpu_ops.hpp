@@ -1,6 +1,8 @@
 // The forward pass's kernels other than the projections, each launched with the first legal
-// configuration of its family for the shape (the family's default where legal). Functions are
-// loaded once per configuration. Shapes, layouts and argument orders are those of the families'
+// configuration of its family for the shape (the family's default where legal), except attention
+// where the tuner decided (set_attention_choice: the prefill path and configuration per row
+// bucket, the decode split per length bucket; tuner/attention_path.hpp). Functions are loaded
+// once per configuration. Shapes, layouts and argument orders are those of the families'
 // descriptors in kernel_sources/. Not here: the projections (matmul_dispatch.hpp).
 #pragma once
 
@@ -11,6 +13,7 @@
 #include "kernel_sources/attention_prefill.hpp"
 #include "kernel_sources/rope_cache.hpp"
 #include "model/gpu/kernel_loader.hpp"
+#include "tuner/attention_path.hpp"
 
 namespace q4jit {
 
@@ -39,18 +42,29 @@ class GpuOps {
                   uint64_t key_cache, uint64_t value_cache, uint64_t positions, float theta,
                   float scale, StreamView stream);
 
+  // The tuned attention kernels (tuner/attention_path_choice.hpp reads them from the database).
+  // Buckets without an entry, or whose entry is not legal for the shape at hand, keep the rules
+  // below; an empty choice (the default) is exactly the untuned behaviour.
+  void set_attention_choice(AttentionChoice choice) { attention_choice_ = std::move(choice); }
+  const AttentionChoice& attention_choice() const { return attention_choice_; }
+
   // Decode attention is built for up to `max_length` positions; the actual length is read from
   // device memory (length_in), and the plan's blocks cover at least that length.
   void set_decode_limits(int heads, int kv_heads, int head_dim, int max_length);
-  // The smallest split whose blocks stay within 4 per SM: short contexts still spread over the
-  // GPU (a block per head would leave most SMs idle), long ones combine few partials.
+  // The decided split of the length's bucket, else the smallest split whose blocks stay within 4
+  // per SM: short contexts still spread over the GPU (a block per head would leave most SMs
+  // idle), long ones combine few partials.
   DecodePlan decode_plan(int length) const;
   int64_t decode_workspace_bytes() const;
   void attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint64_t value_cache,
                         uint64_t workspace, uint64_t length_in, const DecodePlan& plan, float scale,
                         uint64_t out_position, StreamView stream);
+  // The decided path and configuration of T's bucket, else tensor cores where that family runs
+  // (NVIDIA sm_80+, D 64 or 128), else the SIMT kernel.
   void attention_prefill(const AttentionPrefillShape& shape, uint64_t out, uint64_t q,
                          uint64_t key_cache, uint64_t value_cache, float scale, StreamView stream);
+  // The kernel attention_prefill runs for `shape` (what it would launch; for tests and logs).
+  PrefillChoice prefill_choice(const AttentionPrefillShape& shape) const;
 
   // out[rows, F] = silu(gate) * up, gate and up rows `stride` elements apart.
   void silu_mul(uint64_t out, uint64_t gate, uint64_t up, int rows, int F, int stride,
@@ -68,6 +82,7 @@ class GpuOps {
   std::map<std::string, Function> functions_;            // "family|config"
   std::map<int, AttentionDecodeConfig> decode_configs_;  // by split size
   AttentionDecodeShape decode_shape_;
+  AttentionChoice attention_choice_;
 };
 
 }  // namespace q4jit

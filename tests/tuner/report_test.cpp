@@ -1,9 +1,10 @@
 // Reports of a fixed recorded database in each format against checked-in files
 // (tests/fixtures/report.{json,csv,md,html}); Q4JIT_UPDATE_FIXTURES=1 rewrites them (review the
 // diff). Also: the HTML is self-contained, the model filter and bandwidth arithmetic, and the
-// projection fusion decisions in every format.
+// projection fusion and attention decisions in every format.
 #include "tuner/report.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/test_support.hpp"
+#include "tuner/attention_path.hpp"
 #include "tuner/projection_fusion.hpp"
 
 namespace q4jit {
@@ -34,7 +36,9 @@ TrialRecord trial(const std::string& config, TrialStatus status, double median_u
 // The recorded database: an H100 with its ceiling, two q4_matmul problems of one shape, one where
 // a candidate won and one where the 2% rule kept the default, a q4_mma winner at M 16, the
 // path decisions at M 1 (gemv) and 16 (mma, gemv and dequant_gemm measured), and the shape as a
-// qkv of three 4096-wide parts: fused at M 1, separate at M 16.
+// qkv of three 4096-wide parts: fused at M 1, separate at M 16; and the attention of a
+// 32-head, 8-KV-head, D 128 model: SIMT prefill at T 16, mma kept by the 2% rule at T 512, and
+// the decode split 128 beating the rule's 256 at 4096 positions.
 void write_recorded_db(TuningDb& db) {
   TuningKey key;
   key.device = {"NVIDIA H100 80GB HBM3", 90, 132, 13000, "13-0"};
@@ -100,6 +104,23 @@ void write_recorded_db(TuningDb& db) {
   fusion.m_bucket = 16;
   db.save_decision(fusion,
                    *decide_fusion(24.5, std::vector<double>{7.75, 7.75, 7.75}, "4096+4096+4096"));
+
+  const AttentionGeometry geometry{32, 8, 128, 4096};
+  db.save_decision(attention_key(key.device, kAttentionPathFamily, "a77e", geometry, 16),
+                   *decide_attention({{"mma", "d128.bq64.bk64.st2", 21.5},
+                                      {"mma", "d128.bq128.bk64.st2", 24.0},
+                                      {"simt", "d128.bq16.bk64.w2", 14.25}},
+                                     "mma", "d128.bq64.bk64.st2"));
+  db.save_decision(attention_key(key.device, kAttentionPathFamily, "a77e", geometry, 512),
+                   *decide_attention({{"mma", "d128.bq64.bk64.st2", 400.0},
+                                      {"mma", "d128.bq128.bk64.st2", 395.0},
+                                      {"simt", "d128.bq32.bk64.w4", 2750.0}},
+                                     "mma", "d128.bq64.bk64.st2"));
+  db.save_decision(attention_key(key.device, kAttentionSplitFamily, "5e11", geometry, 4096),
+                   *decide_attention({{"sp64", "d128.sp64.t256.hb2", 40.0},
+                                      {"sp128", "d128.sp128.t256.hb2", 31.25},
+                                      {"sp256", "d128.sp256.t256.hb2", 34.5}},
+                                     "sp256", "d128.sp256.t256.hb2"));
 }
 
 std::string read_text(const std::filesystem::path& path) {
@@ -165,6 +186,12 @@ TEST(Report, NumbersAndFilters) {
   EXPECT_TRUE(other_shape.rows.empty());
   EXPECT_TRUE(other_shape.decisions.empty());
   EXPECT_TRUE(other_shape.fusions.empty());
+  EXPECT_TRUE(other_shape.attention.empty());
+  const Report attention_only =
+      build_report(db, "", std::vector<MatmulShapeKey>{{128, 32, 8, false}});
+  EXPECT_TRUE(attention_only.rows.empty());
+  EXPECT_EQ(attention_only.attention.size(), 3u) << "the geometry's D, H, Hkv as K, N, group";
+  EXPECT_TRUE(build_report(db, "A100").attention.empty());
   EXPECT_EQ(build_report(db, "", std::vector<MatmulShapeKey>{{4096, 12288, 128, true}}).rows.size(),
             3u);
   EXPECT_THROW(render_report(report, "pdf"), Error);
@@ -213,6 +240,54 @@ TEST(Report, FusionDecisionsInEveryFormat) {
   EXPECT_EQ(json["fusions"][0]["parts"], "4096+4096+4096");
   EXPECT_DOUBLE_EQ(json["fusions"][0]["separate_us"].get<double>(), 16.25);
   EXPECT_NE(report_html(report).find("<td>separate</td><td>24.50</td><td>23.25</td>"),
+            std::string::npos);
+}
+
+TEST(Report, AttentionDecisionsInEveryFormat) {
+  test::TempDir dir;
+  TuningDb db({dir / "tuning.sqlite3", {}});
+  write_recorded_db(db);
+  const Report report = build_report(db, "");
+  ASSERT_EQ(report.attention.size(), 3u);
+  EXPECT_EQ(report.attention[0].key.family, "attention_path");
+  EXPECT_EQ(report.attention[0].decision.choice, "simt");
+  EXPECT_EQ(report.attention[1].decision.config, "d128.bq64.bk64.st2") << "395 within 2% of 400";
+  EXPECT_EQ(report.attention[2].key.family, "attention_split");
+  EXPECT_EQ(report.attention[2].decision.choice, "sp128");
+  const std::string md = report_markdown(report);
+  EXPECT_NE(md.find("## Attention"), std::string::npos) << md;
+  EXPECT_NE(md.find("| prefill | H32/8 D128 | 16 | simt | `d128.bq16.bk64.w2` | 14.25 | mma | "
+                    "21.50 | 1.51x | mma 21.50, simt 14.25 |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| decode | H32/8 D128 | 4096 | sp128 | `d128.sp128.t256.hb2` | 31.25 | "
+                    "sp256 | 34.50 | 1.10x |"),
+            std::string::npos)
+      << md;
+  const std::string csv = report_csv(report);
+  EXPECT_NE(csv.find(",attention_split,128,32,8,0,4096,f16,d128.sp128.t256.hb2,sp256,31.250,,,"
+                     "34.500,1.104,,,,,0.00,sp128,sp128,,,\n"),
+            std::string::npos)
+      << csv;
+  const std::string header = csv.substr(0, csv.find('\n'));
+  const std::string last = csv.substr(csv.rfind('\n', csv.size() - 2) + 1);
+  EXPECT_EQ(std::count(last.begin(), last.end(), ','),
+            std::count(header.begin(), header.end(), ','))
+      << "an attention row has the winners' columns";
+  const auto json = nlohmann::json::parse(report_json(report));
+  ASSERT_EQ(json["attention"].size(), 3u);
+  EXPECT_EQ(json["attention"][0]["kind"], "prefill");
+  EXPECT_EQ(json["attention"][0]["heads"], 32);
+  EXPECT_EQ(json["attention"][0]["kv_heads"], 8);
+  EXPECT_EQ(json["attention"][0]["head_dim"], 128);
+  EXPECT_EQ(json["attention"][0]["m_bucket"], 16);
+  EXPECT_EQ(json["attention"][0]["choice"], "simt");
+  EXPECT_DOUBLE_EQ(json["attention"][0]["alternatives_us"]["mma"].get<double>(), 21.5);
+  EXPECT_EQ(json["attention"][2]["kind"], "decode");
+  EXPECT_EQ(json["attention"][2]["default"], "sp256");
+  const std::string html = report_html(report);
+  EXPECT_NE(html.find("<h2>Attention</h2>"), std::string::npos);
+  EXPECT_NE(html.find("<td>decode</td><td>H32/8 D128</td><td>4096</td><td>sp128</td>"),
             std::string::npos);
 }
 
