@@ -1,10 +1,12 @@
 // What the engine's --tune option and load-time tuning rely on without a GPU: parsing
 // auto|off, the M buckets an engine with a given prefill chunk runs, and the default bucket list
-// of q4jit tune. tune_missing() itself needs a GPU: tests/tuner/gpu_tune_test.cpp.
+// of q4jit tune, the attention geometry of a model. tune_missing() itself needs a GPU:
+// tests/tuner/gpu_tune_test.cpp.
 #include "tuner/tune_missing.hpp"
 
 #include <gtest/gtest.h>
 
+#include "tests/support/test_support.hpp"
 #include "tuner/path_decision.hpp"
 
 namespace q4jit {
@@ -47,6 +49,18 @@ TEST(TuneMissing, DefaultBucketsSpanEveryPath) {
       << "the engine's default prefill chunk";
   EXPECT_TRUE(std::is_sorted(buckets.begin(), buckets.end()));
   for (int bucket : buckets) EXPECT_EQ(m_bucket(bucket), bucket);
+}
+
+// The attention geometry tune_missing decides for: the fixture's 8 heads, 4 KV heads, D 64, up to
+// its 2048 positions or the engine's shorter cache.
+TEST(TuneMissing, AttentionGeometryOfTheModel) {
+  const AttentionGeometry geometry = model_attention_geometry(test::default_model_dir());
+  EXPECT_EQ(geometry.heads, 8);
+  EXPECT_EQ(geometry.kv_heads, 4);
+  EXPECT_EQ(geometry.head_dim, 64);
+  EXPECT_EQ(geometry.max_positions, 2048);
+  EXPECT_EQ(model_attention_geometry(test::default_model_dir(), 512).max_positions, 512);
+  EXPECT_THROW(model_attention_geometry("/nonexistent/model"), Error);
 }
 
 }  // namespace

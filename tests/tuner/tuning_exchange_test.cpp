@@ -1,6 +1,6 @@
-// Export then import of winners and decisions (matmul paths, projection fusion): identical device
-// and sources import; another device, an architecture, a driver, a kernel source change or an
-// unknown family is skipped with a reason. Files of version 1 (winners only) still import; the
+// Export then import of winners and decisions (matmul paths, projection fusion, attention paths
+// and splits): identical device and sources import; another device, an architecture, a driver, a
+// kernel source change or an unknown family is skipped with a reason. Files of version 1 (winners only) still import; the
 // command line exports both tables.
 #include "tuner/tuning_exchange.hpp"
 
@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "tests/support/test_support.hpp"
+#include "tuner/attention_path.hpp"
 #include "tuner/dequant_gemm_tuning.hpp"
 #include "tuner/path_decision.hpp"
 #include "tuner/problem_key.hpp"
@@ -97,7 +98,7 @@ void save_decisions(TuningDb& db) {
                    *decide_fusion(20.0, std::vector<double>{10.0, 3.0, 3.0}, "4096+1024+1024"));
   db.save_decision(decision_on(h200, kMatmulPathFamily, "path1", 1), path_decision());
   db.save_decision(decision_on(kH100, kMatmulPathFamily, "old-path", 2), path_decision());
-  db.save_decision(decision_on(kH100, "attention_path", "x", 1), path_decision());
+  db.save_decision(decision_on(kH100, "sampling_path", "x", 1), path_decision());
 }
 
 const std::map<std::string, std::string> kHashes = {
@@ -124,7 +125,7 @@ TEST(TuningExchange, DecisionsImportWithTheSameChecks) {
   EXPECT_NE(skipped.find("m2 f16 from NVIDIA H100 80GB HBM3: kernel source changed"),
             std::string::npos)
       << skipped;
-  EXPECT_NE(skipped.find("unknown family 'attention_path'"), std::string::npos) << skipped;
+  EXPECT_NE(skipped.find("unknown family 'sampling_path'"), std::string::npos) << skipped;
 
   TuningDb target({dir / "b.sqlite3", {}});
   for (const DecisionRow& row : plan.decisions) target.save_decision(row.key, row.decision);
@@ -174,6 +175,58 @@ TEST(TuningExchange, SourceHashesOfEveryFamilyAndDecision) {
   EXPECT_EQ(hashes.at(kDequantGemmFamily), dequant_gemm_source_hash());
   EXPECT_EQ(hashes.at(kMatmulPathFamily), matmul_path_source_hash());
   EXPECT_EQ(hashes.at(kProjectionFusionFamily), projection_fusion_source_hash());
+  EXPECT_EQ(hashes.at(kAttentionPathFamily), attention_path_source_hash());
+  EXPECT_EQ(hashes.at(kAttentionSplitFamily), attention_split_source_hash());
+}
+
+// Attention decisions (prefill path, decode split) travel in the decisions list of version 2:
+// this build's hashes import them, a changed attention kernel skips them, and a build that does
+// not know the kinds yet would skip them as unknown families.
+TEST(TuningExchange, AttentionDecisionsImport) {
+  test::TempDir dir;
+  TuningDb source({dir / "a.sqlite3", {}});
+  const AttentionGeometry geometry{32, 8, 128, 4096};
+  const TuningKey prefill =
+      attention_key(kH100, kAttentionPathFamily, attention_path_source_hash(), geometry, 16);
+  const TuningKey decode =
+      attention_key(kH100, kAttentionSplitFamily, attention_split_source_hash(), geometry, 4096);
+  source.save_decision(prefill, *decide_attention({{"mma", "d128.bq64.bk64.st2", 21.5},
+                                                   {"simt", "d128.bq16.bk64.w2", 14.25}},
+                                                  "mma", "d128.bq64.bk64.st2"));
+  source.save_decision(decode, *decide_attention({{"sp128", "d128.sp128.t256.hb2", 31.25},
+                                                  {"sp256", "d128.sp256.t256.hb2", 34.5}},
+                                                 "sp256", "d128.sp256.t256.hb2"));
+  const nlohmann::json exported = nlohmann::json::parse(export_winners(source).dump());
+  EXPECT_EQ(exported["version"], 2) << "the format is unchanged";
+
+  const ImportPlan plan = plan_import(exported, kH100, tuning_source_hashes(), "x.json");
+  ASSERT_EQ(plan.decisions.size(), 2u);
+  EXPECT_TRUE(plan.skipped.empty());
+  TuningDb target({dir / "b.sqlite3", {}});
+  for (const DecisionRow& row : plan.decisions) target.save_decision(row.key, row.decision);
+  const auto split = target.find_decision(decode);
+  ASSERT_TRUE(split.has_value());
+  EXPECT_EQ(split->choice, "sp128");
+  EXPECT_EQ(split->config, "d128.sp128.t256.hb2");
+  EXPECT_DOUBLE_EQ(split->default_us, 34.5);
+  const auto path = target.find_decision(prefill);
+  ASSERT_TRUE(path.has_value());
+  EXPECT_EQ(path->choice, "simt");
+  EXPECT_EQ(path->alternatives.size(), 2u);
+
+  std::map<std::string, std::string> changed = tuning_source_hashes();
+  changed[kAttentionSplitFamily] = "another decode kernel";
+  const ImportPlan stale = plan_import(exported, kH100, changed, "x.json");
+  EXPECT_EQ(stale.decisions.size(), 1u);
+  ASSERT_EQ(stale.skipped.size(), 1u);
+  EXPECT_NE(stale.skipped[0].find("decision attention_split K128 N32 g8 m4096 f16"),
+            std::string::npos)
+      << stale.skipped[0];
+  EXPECT_NE(stale.skipped[0].find("kernel source changed"), std::string::npos);
+  std::map<std::string, std::string> older = tuning_source_hashes();
+  older.erase(kAttentionPathFamily);
+  older.erase(kAttentionSplitFamily);
+  EXPECT_EQ(plan_import(exported, kH100, older, "x.json").skipped.size(), 2u);
 }
 
 // q4jit tuning export writes both tables; import without a GPU says it needs one, and a file of
