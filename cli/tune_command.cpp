@@ -241,8 +241,9 @@ void add_tune_command(CLI::App& app) {
                    "max_position_embeddings)");
   tune->add_flag("--gemm-space", args->whole_gemm_space,
                  "Dequant+gemm path: try every gemm_f16 configuration, not only the default");
-  tune->add_flag("--force", args->force,
-                 "Forget stored winners, trials, path and fusion decisions of these shapes first");
+  tune->add_flag(
+      "--force", args->force,
+      "Forget stored winners, trials, path, fusion and attention decisions of this model first");
   tune->add_flag("--json", args->json, "Print one JSON object instead of text");
   tune->add_flag("-q,--quiet", args->quiet, "No progress lines");
   tune->add_flag("-v,--verbose", args->verbose,

@@ -99,6 +99,7 @@ DecodePlan GpuOps::decode_plan(int length) const {
     split = decided->second;
   if (split == 0)
     split = default_decode_split(decode_configs_, decode_shape_.heads, device().sm_count, length);
+  if (split == 0) return {};  // set_decode_limits not called: no configuration yet
   return {split, int((length + split - 1) / split)};
 }
 
