@@ -14,6 +14,37 @@
 // Parameters: kThreads 128, 256; kTileK 64, 128.
 #include "portable.cuh"
 
+namespace dequantize_q4_detail {
+
+// Rows in weight order (no act-order permutation): each thread decodes whole packed words, the 8
+// rows of one column a word holds (one group: group_size is a multiple of 8), into 8 consecutive
+// halves of the transposed tile, one 16-byte store (a pitch of 16 mod 128 bytes keeps a
+// quarter-warp's stores on distinct banks).
+template <int kThreads, int kTileK, int kPitch>
+__device__ __forceinline__ void decode_words(__half* tile, const unsigned* __restrict__ qweight,
+                                             const __half* __restrict__ scales,
+                                             const unsigned* __restrict__ qzeros, int K, int N,
+                                             int group_size, int n0, int k0) {
+  constexpr int kColumns = 64, kWords = kColumns * (kTileK / 8);
+  for (int w = threadIdx.x; w < kWords; w += kThreads) {
+    const int column = w % kColumns, word_row = w / kColumns;
+    const int n = n0 + column, k = k0 + 8 * word_row;
+    if (n >= N || k >= K) continue;
+    const int group = k / group_size;
+    const unsigned q = __ldg(qweight + size_t(k / 8) * N + n);
+    const int z = int((__ldg(qzeros + size_t(group) * (N / 8) + n / 8) >> (4 * (n % 8))) & 15u) + 1;
+    const __half scale = scales[size_t(group) * N + n];
+    __align__(16) __half values[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      values[j] = __hmul(__int2half_rn(int((q >> (4 * j)) & 15u) - z), scale);
+    *reinterpret_cast<uint4*>(tile + column * kPitch + 8 * word_row) =
+        *reinterpret_cast<const uint4*>(values);
+  }
+}
+
+}  // namespace dequantize_q4_detail
+
 template <int kThreads = 256, int kTileK = 64>
 __global__ void __launch_bounds__(kThreads)
     dequantize_q4_kernel(__half* __restrict__ weight, const unsigned* __restrict__ qweight,
@@ -25,11 +56,14 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kColumns = 64;
   constexpr int kPitch = kTileK + 8;  // halves; rows stay 16-byte aligned
   __shared__ __align__(16) __half tile[kColumns * kPitch];
+  using dequantize_q4_detail::decode_words;
 
   const int n0 = blockIdx.x * kColumns, k0 = blockIdx.y * kTileK;
   const int column = threadIdx.x % kColumns;
   const int n = n0 + column;
-  if (n < N) {
+  if (sorted_of == nullptr) {
+    decode_words<kThreads, kTileK, kPitch>(tile, qweight, scales, qzeros, K, N, group_size, n0, k0);
+  } else if (n < N) {
     for (int kl = threadIdx.x / kColumns; kl < kTileK; kl += kThreads / kColumns) {
       const int k = k0 + kl;
       if (k >= K) break;

@@ -36,6 +36,12 @@ struct KernelFamily {
   // families built on NVIDIA-only instructions (mma.sync, ldmatrix, cp.async): compiling them
   // for a gfx target is refused by the caller, like an old sm, and AMD gets the SIMT paths.
   bool amd = true;
+  // Name expressions starting with this prefix use instructions of exactly one architecture,
+  // arch_specific_sm (wgmma: sm_90a): for that target they compile as "sm_90a", in programs of
+  // their own (target_for_expression, runtime/kernel_service.hpp); for any other target they
+  // compile to a body that traps, and legal() never lets them run there.
+  std::string arch_specific_prefix;
+  int arch_specific_sm = 0;
 
   bool supports(int sm) const { return sm >= min_sm; }
 };

@@ -1,8 +1,10 @@
-// gemm_f16: out[M, N] = x[M, K] * W[N, K]^T in fp16 with fp32 accumulation on tensor cores
-// (mma.sync m16n8k16, sm_80+). W is row-major [N, K]: the fp16 checkpoint layout (the fp16 model
-// path, the lm_head) and what dequantize_q4.cu writes. The host descriptor is gemm_f16.hpp; the
-// CPU reference is ref::matmul. Embedded and compiled by NVRTC at run time; with the template
-// defaults it also builds standalone under nvcc (sm_80+) for ncu.
+// gemm_f16: out[M, N] = x[M, K] * W[N, K]^T in fp16 with fp32 accumulation on tensor cores:
+// gemm_f16_kernel with mma.sync m16n8k16 (sm_80+), and at the end of the file
+// gemm_f16_wgmma_kernel with warpgroup MMA (sm_90a, about twice as fast on an H100). W is row-major
+// [N, K]: the fp16 checkpoint layout (the fp16 model path, the lm_head) and what dequantize_q4.cu
+// writes. The host descriptor is gemm_f16.hpp; the CPU reference is ref::matmul. Embedded and
+// compiled by NVRTC at run time; with the template defaults it also builds standalone under nvcc
+// (sm_80+) for ncu.
 //
 // Layout:    x [M, K] fp16 | W [N, K] fp16 | out [M, N] fp16 | workspace fp32 [M, N] and
 //            tile_counters, zero, when split-K. K % 8 == 0 and N % 2 == 0 (16-byte rows chunks,
@@ -15,10 +17,11 @@
 //            A fragments by ldmatrix.x4 of x, B by ldmatrix.x4 of W (two n8 tiles a load).
 // Parameters (allowed values and constraints in gemm_f16.hpp, asserted below): kTileM 16..128,
 //            kTileN 32..256, kTileK 32, 64; kWarpsM, kWarpsN 1, 2, 4; kStages 2..4. Split-K is the
-//            grid's z (a launch parameter).
+//            grid's z (a launch parameter). The wgmma kernel's own notes precede it.
 #include <cuda_fp16.h>
 
 #include "mma_common.cuh"
+#include "wgmma.cuh"
 
 namespace gemm_f16_detail {
 
@@ -154,4 +157,113 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
   __syncthreads();
   store_tile<kThreads, kTileM, kTileN, Layout::kTilePitch>(tile, out, workspace, tile_counters, M,
                                                            N, m0, n0);
+}
+
+// The sm_90a kernel: the same product with warpgroup MMA (wgmma.mma_async m64n128k16) reading both
+// operands from 128-byte-swizzled shared memory (wgmma.cuh). kTileM / 64 warpgroups of 128 threads,
+// each owning 64 rows of the block's kTileM x kTileN output in fp32 registers.
+// Geometry:  grid (ceil(M / kTileM), ceil(N / kTileN)): blocks of one weight tile run side by side,
+//            so a weight matrix larger than the L2 is read from memory once while x stays in L2.
+//            Block 2 * kTileM threads; dynamic shared memory gemm_f16_wgmma_smem_bytes(). No
+//            split-K (tile_counters and workspace are unused).
+// Pipeline:  K-tiles of 64 columns; every thread issues cp.async for both operands. kStages
+//            stages, tiles loaded kStages - 2 ahead: when tile i is issued, the wgmma group of tile
+//            i - 1 may still run (one group in flight), and the stage loaded next held tile i - 2,
+//            whose group every warpgroup has finished before the barrier of iteration i.
+template <int kTileM, int kTileN, int kStages>
+__host__ __device__ constexpr int gemm_f16_wgmma_smem_bytes() {
+  return kStages * (kTileM + kTileN) * 128 + 1024;  // + alignment of the first stage to 1024
+}
+
+template <int kTileM = 128, int kTileN = 256, int kStages = 4>
+__global__ void __launch_bounds__(2 * kTileM)
+    gemm_f16_wgmma_kernel(__half* __restrict__ out, float* __restrict__ /*workspace*/,
+                          unsigned* __restrict__ /*tile_counters*/, const __half* __restrict__ x,
+                          const __half* __restrict__ weight, int M, int K, int N) {
+  q4jit_device::grid_dependency_begin();
+  static_assert(kTileM == 64 || kTileM == 128, "kTileM: 64 or 128 (one or two warpgroups)");
+  static_assert(kTileN == 128 || kTileN == 256, "kTileN: 128 or 256");
+  static_assert(kStages >= 3 && kStages <= 6, "kStages: 3 to 6");
+#if Q4JIT_WGMMA
+  using namespace q4jit_device;
+  constexpr int kThreads = 2 * kTileM;
+  constexpr int kRows = kTileM + kTileN;    // x rows then weight rows, 128 bytes each
+  constexpr int kStageBytes = kRows * 128;  // a multiple of 1024
+  constexpr int kHalvesN = kTileN / 128;    // m64n128 products per k16 step
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const unsigned smem_base = (shared_address(smem_raw) + 1023u) & ~1023u;
+  unsigned char* smem = smem_raw + (smem_base - shared_address(smem_raw));
+
+  const int m0 = blockIdx.x * kTileM, n0 = blockIdx.y * kTileN;
+  const int tiles = (K + 63) / 64;
+  // This thread's 16-byte chunks of a stage: chunk column fixed, rows tid / 8 + 32 u.
+  const int chunk = threadIdx.x % 8, first_row = threadIdx.x / 8;
+  constexpr int kRowStep = kThreads / 8;
+  auto load_stage = [&](int s, int tile) {
+    unsigned char* stage = smem + s * kStageBytes;
+    const int k = tile * 64 + chunk * 8;
+#pragma unroll
+    for (int row = first_row; row < kRows; row += kRowStep) {
+      const bool is_x = row < kTileM;
+      const int source_row = is_x ? m0 + row : n0 + row - kTileM;
+      const bool inside = source_row < (is_x ? M : N) && k < K;
+      const __half* source = (is_x ? x : weight) + (inside ? size_t(source_row) * K + k : 0);
+      cp_async_16(stage + swizzled_offset(row, chunk), source, inside ? 16 : 0);
+    }
+  };
+
+  const int warpgroup = threadIdx.x / 128;
+  float acc[kHalvesN][64];
+#pragma unroll
+  for (int h = 0; h < kHalvesN; ++h)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[h][i] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < kStages - 2; ++s) {
+    if (s < tiles) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int i = 0; i < tiles; ++i) {
+    cp_async_wait<kStages - 3>();
+    fence_proxy_async_shared();
+    __syncthreads();
+    if (i + kStages - 2 < tiles) load_stage((i + kStages - 2) % kStages, i + kStages - 2);
+    cp_async_commit();
+    const unsigned stage = smem_base + unsigned((i % kStages) * kStageBytes);
+    const unsigned a_tile = stage + unsigned(warpgroup * 64 * 128);
+    const unsigned b_tile = stage + unsigned(kTileM * 128);
+    wgmma_fence();
+#pragma unroll
+    for (int step = 0; step < 4; ++step) {
+#pragma unroll
+      for (int h = 0; h < kHalvesN; ++h) {
+        wgmma_m64n128k16(acc[h], wgmma_descriptor(a_tile + 32 * step),
+                         wgmma_descriptor(b_tile + unsigned(h * 128 * 128) + 32 * step));
+      }
+    }
+    wgmma_commit();
+    wgmma_wait<1>();
+  }
+  wgmma_wait<0>();
+
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x / 32) % 4;
+  const int row = m0 + warpgroup * 64 + warp * 16 + lane / 4;
+#pragma unroll
+  for (int h = 0; h < kHalvesN; ++h) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int column = n0 + h * 128 + j * 8 + 2 * (lane % 4);
+      if (column >= N) continue;
+      if (row < M)
+        *reinterpret_cast<__half2*>(out + size_t(row) * N + column) =
+            __floats2half2_rn(acc[h][4 * j], acc[h][4 * j + 1]);
+      if (row + 8 < M)
+        *reinterpret_cast<__half2*>(out + size_t(row + 8) * N + column) =
+            __floats2half2_rn(acc[h][4 * j + 2], acc[h][4 * j + 3]);
+    }
+  }
+#else
+  __trap();  // compiled for a target without wgmma: never launched (legal() requires sm_90)
+#endif
 }

@@ -30,6 +30,10 @@ struct GemmConfig {
                      //     (tm / wm / 16) * (tn / wn / 8) <= 32 mma tiles per warp
   int stages = 3;    // st: 2, 3, 4 cp.async pipeline stages
   int split_k = 1;   // sk: 1, 2, 4 blocks along K per output tile (grid z, fp32 workspace)
+  // wg: 1 selects the sm_90a warpgroup kernel (gemm_f16_wgmma_kernel, legal on sm_90 only):
+  // tm 64 or 128 (one or two warpgroups, wm = tm / 16, wn 1), tn 128 or 256, tk 64, st 3..6
+  // within the opt-in shared memory, sk 1.
+  int wgmma = 0;
 };
 
 struct GemmGeometry {
@@ -50,16 +54,19 @@ struct GemmWorkspace {
 std::vector<TuningParameter> gemm_f16_parameters();
 bool instantiable(const GemmConfig& cfg);
 bool legal(const GemmConfig& cfg, const DeviceInfo& device, const GemmShape& shape);
-// The tuning space, shape-independent, default first: thirteen block/warp layouts x two stage
-// counts x sk.
+// The tuning space, shape-independent: the mma.sync kernel's thirteen block/warp layouts x two
+// stage counts x sk (GemmConfig{} first), then the wgmma kernel's tiles and stage counts.
 std::vector<GemmConfig> gemm_f16_configs();
+// The legal configurations, the default first: the first wgmma tile where the wgmma kernel is
+// legal (sm_90), twice as fast as mma.sync there; else GemmConfig{}.
 std::vector<GemmConfig> space(const DeviceInfo& device, const GemmShape& shape);
 GemmGeometry geometry(const GemmConfig& cfg, const GemmShape& shape);
 GemmWorkspace workspace(const GemmConfig& cfg, const GemmShape& shape);
 int64_t gemm_f16_smem_bytes(const GemmConfig& cfg);
-// "gemm_f16_kernel<64, 128, 32, 2, 2, 3>" (sk is not a template argument)
+// "gemm_f16_kernel<64, 128, 32, 2, 2, 3>" (sk is not a template argument);
+// "gemm_f16_wgmma_kernel<128, 128, 4>"
 std::string name_expression(const GemmConfig& cfg);
-// "tm64.tn128.tk32.wm2.wn2.st3.sk1"
+// "tm64.tn128.tk32.wm2.wn2.st3.sk1"; "wg.tm128.tn128.st4"
 std::string to_string(const GemmConfig& cfg);
 
 KernelFamily gemm_f16_family();

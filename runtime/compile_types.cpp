@@ -31,7 +31,7 @@ std::string CompileTarget::arch_option() const {
 
 std::string CompileTarget::label() const {
   if (amd()) return gfx;
-  return (ptx ? "compute_" : "sm_") + std::to_string(sm);
+  return (ptx ? "compute_" : "sm_") + std::to_string(sm) + (arch_specific ? "a" : "");
 }
 
 int parse_sm(const std::string& text) {

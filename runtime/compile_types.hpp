@@ -31,11 +31,13 @@ struct CompileTarget {
   int sm = 0;  // 90 for sm_90
   bool ptx = false;
   std::string gfx = {};  // "gfx90a" for AMD (runtime/hip/hip_archs.hpp), empty for NVIDIA
+  // "sm_90a": instructions of exactly this architecture (wgmma), which the plain target lacks.
+  bool arch_specific = false;  // "gfx90a" for AMD (runtime/hip/hip_archs.hpp), empty for NVIDIA
 
   bool amd() const { return !gfx.empty(); }
   // "--gpu-architecture=sm_90" or "=compute_90"; "--offload-arch=gfx90a" for AMD.
   std::string arch_option() const;
-  std::string label() const;  // "sm_90", "compute_90" or "gfx90a"
+  std::string label() const;  // "sm_90", "sm_90a", "compute_90" or "gfx90a"
 };
 
 // "sm_90" or "90" -> 90; Error on anything else.

@@ -136,6 +136,15 @@ KernelCounters KernelService::counters() const {
   return counters;
 }
 
+CompileTarget target_for_expression(const KernelFamily& family, const std::string& expression,
+                                    const CompileTarget& target) {
+  CompileTarget result = target;
+  result.arch_specific = !family.arch_specific_prefix.empty() &&
+                         expression.starts_with(family.arch_specific_prefix) && !target.amd() &&
+                         !target.ptx && target.sm == family.arch_specific_sm;
+  return result;
+}
+
 CompileRequest make_request(const KernelFamily& family, const KernelVariant& variant,
                             const CompileTarget& target) {
   CompileRequest request;
@@ -143,7 +152,7 @@ CompileRequest make_request(const KernelFamily& family, const KernelVariant& var
   request.config = variant.config;
   request.source = embedded_kernel_source(family.source);
   request.name_expressions = {variant.name_expression};
-  request.target = target;
+  request.target = target_for_expression(family, variant.name_expression, target);
   return request;
 }
 

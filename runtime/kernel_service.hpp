@@ -55,7 +55,13 @@ class KernelService {
   std::atomic<int64_t> compile_microseconds_{0}, store_microseconds_{0};
 };
 
-// The request compiling one variant of a family for a target.
+// The target `expression` of `family` compiles for: `target`, made architecture-specific ("sm_90a")
+// when the expression needs it (KernelFamily::arch_specific_prefix) and the target is that
+// architecture's CUBIN.
+CompileTarget target_for_expression(const KernelFamily& family, const std::string& expression,
+                                    const CompileTarget& target);
+
+// The request compiling one variant of a family for a target (target_for_expression applied).
 CompileRequest make_request(const KernelFamily& family, const KernelVariant& variant,
                             const CompileTarget& target);
 

@@ -9,23 +9,30 @@ namespace q4jit {
 std::vector<CompileRequest> batched_requests(const KernelFamily& family,
                                              const std::vector<std::string>& expressions,
                                              const CompileTarget& target, int per_program) {
-  std::vector<std::string> distinct;
+  // Expressions compiled for the architecture-specific target go into programs of their own.
+  std::vector<std::string> distinct, specific;
   std::set<std::string> seen;
   for (const std::string& expression : expressions) {
-    if (seen.insert(expression).second) distinct.push_back(expression);
+    if (!seen.insert(expression).second) continue;
+    const bool own = target_for_expression(family, expression, target).arch_specific;
+    (own ? specific : distinct).push_back(expression);
   }
+  const size_t plain_count = distinct.size();
+  distinct.insert(distinct.end(), specific.begin(), specific.end());
   const KernelSource source = embedded_kernel_source(family.source);
   const size_t step = static_cast<size_t>(std::max(per_program, 1));
   std::vector<CompileRequest> requests;
-  for (size_t first = 0; first < distinct.size(); first += step) {
-    const size_t end = std::min(distinct.size(), first + step);
+  for (size_t first = 0; first < distinct.size();) {
+    const size_t limit = first < plain_count ? plain_count : distinct.size();
+    const size_t end = std::min(limit, first + step);
     CompileRequest request;
     request.family = family.name;
     request.config = "batch" + std::to_string(end - first) + "." + std::to_string(first);
     request.source = source;
-    request.target = target;
+    request.target = target_for_expression(family, distinct[first], target);
     request.name_expressions.assign(distinct.begin() + first, distinct.begin() + end);
     requests.push_back(std::move(request));
+    first = end;
   }
   return requests;
 }

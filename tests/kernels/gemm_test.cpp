@@ -44,9 +44,41 @@ TEST(GemmSpace, DefaultFirstNamesUniqueAndModestSize) {
     EXPECT_TRUE(instantiable(cfg)) << to_string(cfg);
     expressions.insert(name_expression(cfg));
   }
-  EXPECT_LE(expressions.size(), 32u);
+  EXPECT_LE(expressions.size(), 40u);
   EXPECT_EQ(gemm_f16_family().all_variants.size(), expressions.size());
   EXPECT_EQ(dequantize_q4_family().all_variants.size(), dequantize_q4_configs().size());
+}
+
+TEST(GemmSpace, WgmmaOnSm90OnlyAndItsDefaultFirstThere) {
+  const DeviceInfo hopper = sm90_like();
+  DeviceInfo ampere = hopper;
+  ampere.cc_major = 8;
+  const GemmShape shape{512, 4096, 12288};
+  const std::vector<GemmConfig> on_hopper = space(hopper, shape);
+  ASSERT_FALSE(on_hopper.empty());
+  EXPECT_EQ(to_string(on_hopper.front()), "wg.tm128.tn128.st4");
+  EXPECT_EQ(name_expression(on_hopper.front()), "gemm_f16_wgmma_kernel<128, 128, 4>");
+  for (const GemmConfig& cfg : space(ampere, shape)) EXPECT_EQ(cfg.wgmma, 0) << to_string(cfg);
+  EXPECT_EQ(to_string(space(ampere, shape).front()), to_string(GemmConfig{}));
+
+  GemmConfig wide = on_hopper.front();
+  wide.tile_n = 256;
+  wide.stages = 6;  // 6 x 384 rows x 128 bytes: over the 227 KB opt-in limit
+  EXPECT_TRUE(instantiable(wide));
+  EXPECT_FALSE(legal(wide, hopper, shape));
+  GemmConfig split = on_hopper.front();
+  split.split_k = 2;
+  EXPECT_FALSE(legal(split, hopper, shape)) << "no split-K";
+  GemmConfig odd = on_hopper.front();
+  odd.warps_m = 4;
+  EXPECT_FALSE(instantiable(odd)) << "wm must be tm / 16";
+
+  // M tiles along x, so the blocks of one weight tile are resident together.
+  const GemmGeometry grid = geometry(on_hopper.front(), {300, 4096, 1000});
+  EXPECT_EQ(grid.grid_x, 3u);
+  EXPECT_EQ(grid.grid_y, 8u);
+  EXPECT_EQ(grid.block_x, 256u);
+  EXPECT_EQ(grid.dynamic_smem_bytes, 4 * 256 * 128 + 1024);
 }
 
 TEST(GemmSpace, LegalityAndGeometry) {
@@ -70,6 +102,35 @@ TEST(GemmSpace, LegalityAndGeometry) {
   EXPECT_EQ(dequantize.grid_x, 16u);
   EXPECT_EQ(dequantize.grid_y, 64u);
   EXPECT_EQ(sorted_row_of({2, 0, 1}), (std::vector<int32_t>{1, 2, 0}));
+}
+
+// The wgmma kernels compile for sm_90a in programs of their own; for another target they are
+// plain sm_XY programs (a trapping body: legal() never runs them there).
+TEST(GemmCompile, WgmmaVariantsGetTheArchSpecificTarget) {
+  const GemmConfig mma;
+  GemmConfig wgmma;
+  wgmma.tile_m = 128, wgmma.tile_n = 128, wgmma.tile_k = 64, wgmma.warps_m = 8;
+  wgmma.warps_n = 1, wgmma.stages = 4, wgmma.wgmma = 1;
+  const std::vector<CompileRequest> hopper = gemm_f16_requests({mma, wgmma}, {90, false}, 6);
+  ASSERT_EQ(hopper.size(), 2u);
+  EXPECT_EQ(hopper[0].target.label(), "sm_90");
+  EXPECT_EQ(hopper[1].target.label(), "sm_90a");
+  EXPECT_EQ(hopper[1].target.arch_option(), "--gpu-architecture=sm_90a");
+  EXPECT_EQ(hopper[1].name_expressions, std::vector<std::string>{name_expression(wgmma)});
+  const std::vector<CompileRequest> ampere = gemm_f16_requests({mma, wgmma}, {80, false}, 6);
+  ASSERT_EQ(ampere.size(), 1u);
+  EXPECT_EQ(ampere[0].target.label(), "sm_80");
+  CompileTarget ptx{90, true};
+  EXPECT_FALSE(target_for_expression(gemm_f16_family(), name_expression(wgmma), ptx).arch_specific)
+      << "PTX is for a newer device: no arch-specific code";
+
+  auto compiler = open_compiler();
+  if (!compiler) GTEST_SKIP() << "no NVRTC: " << compiler.error().what();
+  KernelService service(*compiler.value(), nullptr);
+  const Result<CompiledKernel> compiled = service.get(hopper[1]);
+  ASSERT_TRUE(compiled.ok()) << compiled.error().describe();
+  EXPECT_EQ(compiled.value().target.label(), "sm_90a");
+  EXPECT_FALSE(compiled.value().binary.empty());
 }
 
 TEST(GemmCompile, WholeSpacesForSm80AndSm90) {
@@ -148,10 +209,11 @@ TEST_F(GemmGpu, EveryConfigMatchesReference) {
   const auto started = std::chrono::steady_clock::now();
   const std::vector<GemmKernel> kernels = load_all();
   const DeviceInfo& device = backend_->current_device();
-  const GemmLayer layers[] = {{512, 512, true},    {512, 256, true},     {512, 1408, true},
-                              {1408, 512, true},   {512, 4096, true},    {4096, 12288, false},
-                              {4096, 4096, false}, {4096, 22016, false}, {11008, 4096, false},
-                              {4096, 11008, false}};
+  // 520 -> 264: K and N not multiples of any tile.
+  const GemmLayer layers[] = {{520, 264, true},     {512, 512, true},    {512, 256, true},
+                              {512, 1408, true},    {1408, 512, true},   {512, 4096, true},
+                              {4096, 12288, false}, {4096, 4096, false}, {4096, 22016, false},
+                              {11008, 4096, false}, {4096, 11008, false}};
   std::mt19937 rng(99);
   int64_t launches = 0, failures = 0;
   double worst = 0;
