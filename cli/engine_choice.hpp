@@ -15,7 +15,7 @@ namespace q4jit::cli {
 
 struct DeviceOption {
   std::string device = "auto";
-  int prefill_chunk = 512;
+  int prefill_chunk = 2048;  // GpuEngineOptions::prefill_chunk
   bool no_graphs = false;
   bool no_overlap = false;
   std::string tuning_db;

@@ -16,6 +16,7 @@
 #include "model/gpu/kernel_loader.hpp"
 #include "model/gpu/matmul_dispatch.hpp"
 #include "runtime/platform.hpp"
+#include "tuner/attention_path_choice.hpp"
 #include "tuner/problem_key.hpp"
 
 namespace q4jit {
@@ -233,6 +234,11 @@ DeviceRuntime& GpuEngine::State::open_device(Backend* probe, int ordinal, const 
       std::make_unique<MatmulDispatch>(*device->loader, *device->chooser, options.force_path);
   device->ops->set_decode_limits(config.num_attention_heads, config.num_key_value_heads,
                                  config.head_dim, max_positions);
+  // The tuned attention paths (prefill per row bucket, decode split per length); none stored:
+  // GpuOps' built-in rules.
+  device->ops->set_attention_choice(load_attention_choice(
+      db.get(), device_fingerprint(info, *compiler), info,
+      {config.num_attention_heads, config.num_key_value_heads, config.head_dim, max_positions}));
   devices.push_back(std::move(device));
   return *devices.back();
 }
@@ -341,11 +347,13 @@ void GpuEngine::State::tune(DeviceRuntime& device, const Model& model_in) {
     tune_options.progress = [this](const std::string& line) { progress("tune: " + line); };
   }
   const TuneMissingResult result =
-      tune_missing(*device.backend, *service, *db, model_in.dir, tune_options);
+      tune_missing(*device.backend, *service, *db, model_in.dir, tune_options, max_positions);
   if (result.counters.tuned > 0) {
     progress("tuned " + std::to_string(result.counters.tuned) + " problems in " +
              std::to_string(int(result.counters.seconds)) + " s");
   }
+  if (result.counters.attention > 0)
+    progress("decided " + std::to_string(result.counters.attention) + " attention kernels");
 }
 
 // Loads every kernel a request can need now, not in the middle of the first one: the projections

@@ -27,7 +27,9 @@ namespace q4jit {
 
 struct GpuEngineOptions {
   int max_positions = 0;    // <= 0: config.max_position_embeddings
-  int prefill_chunk = 512;  // tokens per prefill forward at most
+  // Tokens per prefill forward at most: long enough that the dequantize + GEMM path pays for its
+  // dequantization (H100, 7B: 15,769 prompt tokens/s at 2048 against 14,462 at 512).
+  int prefill_chunk = 2048;
   int device = 0;           // ordinal (unsplit)
   // Layers split over GPUs, in order (parse_gpu_split); empty: everything on `device`. The plan
   // (plan_gpu_split) counts weights and the KV cache at max_positions against each split's GiB.

@@ -90,6 +90,19 @@ void GpuOps::set_decode_limits(int heads, int kv_heads, int head_dim, int max_le
   decode_configs_ = decode_split_configs(device(), decode_shape_);
   Q4JIT_CHECK(!decode_configs_.empty(),
               "attention_decode: no kernel configuration is legal for this shape");
+  for (const auto& [split, cfg] : decode_configs_)
+    function(attention_decode_family(), to_string(cfg), name_expression(cfg));
+}
+
+void GpuOps::set_attention_choice(AttentionChoice choice) {
+  attention_choice_ = std::move(choice);
+  for (const auto& [bucket, prefill] : attention_choice_.prefill) {
+    if (!prefill.legal(device(), {bucket, 0, decode_shape_.heads, decode_shape_.kv_heads,
+                                  decode_shape_.head_dim, 0, 0}))
+      continue;
+    const KernelVariant variant = prefill_variant(prefill);
+    function(prefill_family(prefill.path), variant.config, variant.name_expression);
+  }
 }
 
 DecodePlan GpuOps::decode_plan(int length) const {
@@ -100,7 +113,9 @@ DecodePlan GpuOps::decode_plan(int length) const {
   if (split == 0)
     split = default_decode_split(decode_configs_, decode_shape_.heads, device().sm_count, length);
   if (split == 0) return {};  // set_decode_limits not called: no configuration yet
-  return {split, int((length + split - 1) / split)};
+  const int needed = int((length + split - 1) / split);
+  const int most = int((decode_shape_.length + split - 1) / split);
+  return {split, std::max(needed, std::min(int(std::bit_ceil(unsigned(needed))), most))};
 }
 
 int64_t GpuOps::decode_workspace_bytes() const {

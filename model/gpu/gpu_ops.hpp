@@ -45,15 +45,19 @@ class GpuOps {
   // The tuned attention kernels (tuner/attention_path_choice.hpp reads them from the database).
   // Buckets without an entry, or whose entry is not legal for the shape at hand, keep the rules
   // below; an empty choice (the default) is exactly the untuned behaviour.
-  void set_attention_choice(AttentionChoice choice) { attention_choice_ = std::move(choice); }
+  // Loads every kernel the choice names now, so none compiles in the middle of a request.
+  void set_attention_choice(AttentionChoice choice);
   const AttentionChoice& attention_choice() const { return attention_choice_; }
 
   // Decode attention is built for up to `max_length` positions; the actual length is read from
-  // device memory (length_in), and the plan's blocks cover at least that length.
+  // device memory (length_in), and the plan's blocks cover at least that length. Loads the kernel
+  // of every split size: a generation that grows into another split compiles nothing.
   void set_decode_limits(int heads, int kv_heads, int head_dim, int max_length);
   // The decided split of the length's bucket, else the smallest split whose blocks stay within 4
   // per SM: short contexts still spread over the GPU (a block per head would leave most SMs
-  // idle), long ones combine few partials.
+  // idle), long ones combine few partials. The number of splits is rounded up to a power of two
+  // (within the workspace): a decode graph is captured per plan, and blocks past the length add
+  // nothing, so a generation re-captures when the count doubles rather than every split.
   DecodePlan decode_plan(int length) const;
   int64_t decode_workspace_bytes() const;
   void attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint64_t value_cache,
