@@ -16,8 +16,9 @@
 //   trials     the results key + config (v2)         status, median_us, min_us, p90_us,
 //                                                    repetitions, rung, relative_error, detail
 //   decisions  the results key (v3; family is the    choice, config, median_us, default_choice,
-//              decision's kind, "matmul_path" or     default_us, alternatives ("gemv=12.5;
-//              "projection_fusion")                  mma=10.25"), tuning_seconds
+//              decision's kind: "matmul_path",       default_us, alternatives ("gemv=12.5;
+//              "projection_fusion", "attention_path" mma=10.25"), tuning_seconds
+//              or "attention_split")
 //
 // History: version 1 had devices and results without the v2 columns and no trials table;
 // version 2 had no decisions table. A fresh file is built by running every migration from 0, so

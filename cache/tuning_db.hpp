@@ -100,7 +100,8 @@ struct ResultRow {
 };
 
 // A choice between alternatives that are not configurations of one family, keyed like a winner:
-// family names the kind of decision ("matmul_path", "projection_fusion"), source_hash covers
+// family names the kind of decision ("matmul_path", "projection_fusion", "attention_path",
+// "attention_split"), source_hash covers
 // every family it compares.
 struct DecisionRecord {
   std::string choice;  // the alternative taken: "gemv", "mma", "dequant_gemm"; "fused", "separate"
