@@ -12,6 +12,7 @@
 
 #include "runtime/platform.hpp"
 #include "tests/support/test_support.hpp"
+#include "tests/tuner/gpu_support.hpp"
 #include "tuner/attention_path_choice.hpp"
 #include "tuner/attention_path_tuner.hpp"
 #include "tuner/attention_runner.hpp"
@@ -20,29 +21,8 @@
 namespace q4jit {
 namespace {
 
-struct Gpu {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Compiler> compiler;
-};
-
-std::optional<Gpu> open_gpu(std::string& why) {
-  auto backend = open_gpu_backend();
-  if (!backend) {
-    why = backend.error().what();
-    return std::nullopt;
-  }
-  if (backend.value()->device_count() == 0) {
-    why = "no GPU: no device";
-    return std::nullopt;
-  }
-  auto compiler = open_compiler();
-  if (!compiler) {
-    why = compiler.error().what();
-    return std::nullopt;
-  }
-  backend.value()->select_device(0);
-  return Gpu{std::move(backend.value()), std::move(compiler.value())};
-}
+using test::Gpu;
+using test::open_gpu;
 
 std::filesystem::path model_from_environment() {
   const char* model = std::getenv("Q4JIT_MODEL_DIR");

@@ -19,6 +19,7 @@
 
 #include "runtime/platform.hpp"
 #include "tests/support/test_support.hpp"
+#include "tests/tuner/gpu_support.hpp"
 #include "tuner/autotuner.hpp"
 #include "tuner/model_shapes.hpp"
 #include "tuner/path_decision.hpp"
@@ -30,29 +31,8 @@
 namespace q4jit {
 namespace {
 
-struct Gpu {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Compiler> compiler;
-};
-
-std::optional<Gpu> open_gpu(std::string& why) {
-  auto backend = open_gpu_backend();
-  if (!backend) {
-    why = backend.error().what();
-    return std::nullopt;
-  }
-  if (backend.value()->device_count() == 0) {
-    why = "no GPU: no device";
-    return std::nullopt;
-  }
-  auto compiler = open_compiler();
-  if (!compiler) {
-    why = compiler.error().what();
-    return std::nullopt;
-  }
-  backend.value()->select_device(0);
-  return Gpu{std::move(backend.value()), std::move(compiler.value())};
-}
+using test::Gpu;
+using test::open_gpu;
 
 double budget_from_environment() {
   const char* budget = std::getenv("Q4JIT_TUNE_BUDGET");
