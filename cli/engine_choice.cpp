@@ -20,6 +20,9 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
   command.add_flag("--no-overlap", option.no_overlap,
                    "GPU: launch each kernel after the previous one ends (default on sm_90+: "
                    "programmatic dependent launch starts it during the previous one's tail)");
+  command.add_flag("--no-fuse", option.no_fuse,
+                   "GPU: decode with separate norm, SiLU and residual-add kernels (default: fused "
+                   "into the projections where their tuned kernels allow)");
   command
       .add_option("--tune", option.tune,
                   "GPU: auto tunes the model's matmuls missing from the tuning database at load "
@@ -55,6 +58,7 @@ std::unique_ptr<Engine> make_engine(const Model& model, const DeviceOption& opti
   options.prefill_chunk = option.prefill_chunk;
   options.graphs = !option.no_graphs;
   options.overlap_launches = !option.no_overlap;
+  options.fuse_decode = !option.no_fuse;
   options.tuning_db = option.tuning_db;
   options.force_path = option.force_path;
   options.tune = parse_tune_mode(option.tune);

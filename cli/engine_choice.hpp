@@ -18,6 +18,7 @@ struct DeviceOption {
   int prefill_chunk = 2048;  // GpuEngineOptions::prefill_chunk
   bool no_graphs = false;
   bool no_overlap = false;
+  bool no_fuse = false;
   std::string tuning_db;
   bool verbose = false;                  // loading steps on stderr
   std::optional<MatmulPath> force_path;  // set by perplexity --validate

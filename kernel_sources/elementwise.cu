@@ -40,11 +40,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   const Vector u = *reinterpret_cast<const Vector*>(up + row * up_stride + column);
   Vector result;
 #pragma unroll
-  for (int j = 0; j < kVectorWidth; ++j) {
-    const float value = __half2float(g.value[j]);
-    // expf, not __expf: a large negative gate must give 0, not NaN, and stay within 1 ulp.
-    result.value[j] = __float2half(value / (1.0f + expf(-value)) * __half2float(u.value[j]));
-  }
+  for (int j = 0; j < kVectorWidth; ++j)
+    result.value[j] = q4jit_device::silu_mul_value(g.value[j], u.value[j]);
   *reinterpret_cast<Vector*>(out + row * columns + column) = result;
 }
 
@@ -61,7 +58,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   const Vector b = *reinterpret_cast<const Vector*>(y + at);
 #pragma unroll
   for (int j = 0; j < kVectorWidth; ++j)
-    a.value[j] = __float2half(__half2float(a.value[j]) + __half2float(b.value[j]));
+    a.value[j] = q4jit_device::add_rounded(a.value[j], b.value[j]);
   *reinterpret_cast<Vector*>(x + at) = a;
 }
 

@@ -2,6 +2,8 @@
 // q4_matmul.hpp).
 #include "kernel_sources/q4_matmul.hpp"
 
+#include "common/error.hpp"
+
 #include <algorithm>
 #include <set>
 
@@ -220,6 +222,18 @@ std::string name_expression(const Q4MatmulConfig& cfg) {
          std::to_string(cfg.k_slice) + ", " + std::to_string(cfg.rows_per_block) + ", " +
          flag(cfg.x_staging != XStaging::global) + ", " + flag(cfg.half_accumulate) + ", " +
          flag(cfg.two_pass) + ", " + std::to_string(cfg.blocks_per_sm) + ">";
+}
+
+bool fusable(const Q4MatmulConfig& cfg) {
+  return cfg.stream_rows > 0;
+}
+
+std::string fused_name_expression(const Q4MatmulConfig& cfg, const Q4Fusion& fusion) {
+  Q4JIT_CHECK(fusable(cfg), to_string(cfg) + ": only stream-K configurations have fused kernels");
+  const std::string plain = name_expression(cfg);  // "q4_stream_kernel<...>"
+  return "q4_stream_fused_kernel<" +
+         plain.substr(plain.find('<') + 1, plain.size() - plain.find('<') - 2) + ", " +
+         std::to_string(int(fusion.input)) + ", " + (fusion.residual ? "true" : "false") + ">";
 }
 
 std::string q4_gather_name_expression() {

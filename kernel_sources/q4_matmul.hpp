@@ -99,6 +99,19 @@ Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shap
 // for stream-K "q4_stream_kernel<128, 4, 128, 1, false, 8, 6>" (bt, cpt, lw, mb, h2, sr, p; xp
 // shares the xg kernel)
 std::string name_expression(const Q4MatmulConfig& cfg);
+// The decode fusions of a stream-K config (q4_stream_fused_kernel in q4_stream.cuh): the input
+// computed from its producers (an RMSNorm, SiLU(gate) * up) and the output added into the
+// residual row, so a decode layer launches no norm, SiLU or residual add. M = 1 only.
+enum class Q4FusedInput { direct = 0, norm = 1, silu = 2 };
+struct Q4Fusion {
+  Q4FusedInput input = Q4FusedInput::direct;
+  bool residual = false;
+};
+// Whether `cfg` has the fused entry point (stream-K configs, sr > 0).
+bool fusable(const Q4MatmulConfig& cfg);
+// "q4_stream_fused_kernel<128, 4, 128, 1, false, 8, 6, 1, false>": name_expression's parameters,
+// then the input (0 direct, 1 norm, 2 silu) and the residual flag. fusable(cfg) only.
+std::string fused_name_expression(const Q4MatmulConfig& cfg, const Q4Fusion& fusion);
 // The gather kernel of xp: "q4_gather_kernel" (extern "C", in every program of the family).
 std::string q4_gather_name_expression();
 // Canonical config string "bt256.cpt4.lw128.ks256.mb1.xs.f32.at.p4" (".p<n>" only for p > 0, so

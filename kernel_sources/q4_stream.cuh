@@ -42,11 +42,137 @@ __device__ __forceinline__ void load_pairs(const __half* __restrict__ x,
   }
 }
 
+// Where the loop's activations come from. An Input gives, per chunk (begin_chunk, once, with
+// the whole warp) and then per packed row b of it, the four x pairs dot_word expects; kUpFront:
+// the loop requests the chunk's rows all at once (direct loads) rather than row by row.
+// x read as it is, or gathered through x_map (two dependent loads per row).
+template <bool kGather>
+struct DirectInput {
+  static constexpr bool kUpFront = !kGather;
+  const __half* x;
+  const int* x_map;
+  int K;
+  __device__ __forceinline__ void begin_chunk(int /*row0*/) const {}
+  __device__ __forceinline__ void pairs(int m_row, int row, int /*b*/, __half2 (&p)[4]) const {
+    load_pairs<kGather>(x, x_map, K, m_row, row, p);
+  }
+};
+
+// One x row (M = 1) computed from the producers' outputs as the chunk needs it: the warp's lanes
+// compute the chunk's kChunkRows * 8 values together (Compute::values, kChunkRows / 4 each) into
+// the warp's staging row in shared memory, then every lane reads the rows back. Each value is
+// computed once per warp, not once per lane, so the fused arithmetic (an expf, a gather) stays
+// small beside the weight words.
+template <int kChunkRows, class Compute>
+struct StagedInput {
+  static constexpr bool kUpFront = false;
+  static constexpr int kPerLane = kChunkRows * 8 / 32;
+  __half* staged;  // this warp's kChunkRows * 8 halves, 16-byte aligned
+  Compute compute;
+  __device__ __forceinline__ void begin_chunk(int row0) const {
+    const int lane = threadIdx.x % 32;
+    __syncwarp();  // the previous chunk's rows are read
+    compute.template values<kPerLane>(row0 * 8 + lane * kPerLane, staged + lane * kPerLane);
+    __syncwarp();
+  }
+  __device__ __forceinline__ void pairs(int /*m_row*/, int /*row*/, int b, __half2 (&p)[4]) const {
+    q4jit_device::pair_activations(*reinterpret_cast<const uint4*>(staged + b * 8), p);
+  }
+};
+
+// x = rms_norm(producer + delta) * weight, in the weights' row order (through x_map when the
+// weights are act-order sorted): the add_rms_norm kernel's arithmetic, without its write-back.
+template <bool kGather>
+struct NormCompute {
+  const __half* x;
+  const __half* delta;  // or null
+  const __half* weight;
+  const int* x_map;
+  float inverse_rms;
+  template <int kCount>
+  __device__ __forceinline__ void values(int first, __half* out) const {
+    using Vector = q4jit_device::HalfVector<kCount>;
+    int source[kCount];
+#pragma unroll
+    for (int j = 0; j < kCount; ++j) source[j] = kGather ? __ldg(x_map + first + j) : first + j;
+    __half v[kCount], d[kCount], w[kCount];
+#pragma unroll
+    for (int j = 0; j < kCount; ++j) {
+      v[j] = x[source[j]];
+      d[j] = delta != nullptr ? delta[source[j]] : __ushort_as_half(0);
+      w[j] = weight[source[j]];
+    }
+    Vector result;
+#pragma unroll
+    for (int j = 0; j < kCount; ++j) {
+      const __half sum = delta != nullptr ? q4jit_device::add_rounded(v[j], d[j]) : v[j];
+      result.value[j] = q4jit_device::rms_normalize(sum, w[j], inverse_rms);
+    }
+    *reinterpret_cast<Vector*>(out) = result;
+  }
+};
+
+// x = silu(gate) * up (the MLP's hidden row, already in the weights' row order).
+struct SiluCompute {
+  const __half* gate;
+  const __half* up;
+  template <int kCount>
+  __device__ __forceinline__ void values(int first, __half* out) const {
+    using Vector = q4jit_device::HalfVector<kCount>;
+    const Vector g = *reinterpret_cast<const Vector*>(gate + first);
+    const Vector u = *reinterpret_cast<const Vector*>(up + first);
+    Vector result;
+#pragma unroll
+    for (int j = 0; j < kCount; ++j)
+      result.value[j] = q4jit_device::silu_mul_value(g.value[j], u.value[j]);
+    *reinterpret_cast<Vector*>(out) = result;
+  }
+};
+
+// 1 / rms of row 0 of x (+ delta), K values (K % 8 == 0), with the whole block: every block of
+// a fused norm computes it (K is a hidden row: a few KB from L2), so no launch sits between.
+template <int kThreads>
+__device__ __forceinline__ float inverse_rms_of(const __half* x, const __half* delta, int K,
+                                                float eps) {
+  using Vector = q4jit_device::HalfVector<8>;
+  float sum = 0.0f;
+#pragma unroll 4  // a 4096 row at 128 threads: every load in flight at once
+  for (int i = threadIdx.x * 8; i < K; i += kThreads * 8) {
+    Vector v = *reinterpret_cast<const Vector*>(x + i);
+    if (delta != nullptr) {
+      const Vector d = *reinterpret_cast<const Vector*>(delta + i);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v.value[j] = q4jit_device::add_rounded(v.value[j], d.value[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sum += __half2float(v.value[j]) * __half2float(v.value[j]);
+  }
+  return rsqrtf(q4jit_device::block_sum<kThreads>(sum) / K + eps);
+}
+
+// Where finished sums go: out[index] = half(sum), or into the residual row:
+// residual[index] = half(half(residual + delta) + half(sum)), the two residual adds of a layer
+// (the pending delta of an earlier projection, then this one's) in the unfused kernels' order.
+struct DirectOutput {
+  __half* out;
+  __device__ __forceinline__ void store(size_t index, float sum) const {
+    out[index] = __float2half_rn(sum);
+  }
+};
+struct ResidualOutput {
+  __half* residual;
+  const __half* delta;  // or null
+  __device__ __forceinline__ void store(size_t index, float sum) const {
+    __half value = residual[index];
+    if (delta != nullptr) value = q4jit_device::add_rounded(value, delta[index]);
+    residual[index] = q4jit_device::add_rounded(value, __float2half_rn(sum));
+  }
+};
+
 template <int kThreads, int kColumns, int kLoadBits, int kRowsM, bool kHalfAccumulate,
-          int kChunkRows, bool kGather>
-__device__ __forceinline__ void stream(__half* __restrict__ out, float* __restrict__ workspace,
-                                       unsigned* __restrict__ tile_counters,
-                                       const __half* __restrict__ x, const int* __restrict__ x_map,
+          int kChunkRows, class Input, class Output>
+__device__ __forceinline__ void stream(const Output& output, float* __restrict__ workspace,
+                                       unsigned* __restrict__ tile_counters, const Input& input,
                                        const unsigned* __restrict__ qweight,
                                        const __half* __restrict__ scales,
                                        const unsigned* __restrict__ qzeros, int M, int K, int N,
@@ -120,15 +246,16 @@ __device__ __forceinline__ void stream(__half* __restrict__ out, float* __restri
         // x of row b for pass row m (zero past M): the whole chunk's up front when read
         // directly; a gather (two dependent loads) waits until its row is used, in fewer
         // registers.
+        input.begin_chunk(row0);
         auto activations_of = [&](int b, int m, __half2(&pairs)[4]) {
-          load_pairs<kGather>(x, x_map, K, m0 + min(m, rows_m - 1), row0 + b, pairs);
+          input.pairs(m0 + min(m, rows_m - 1), row0 + b, b, pairs);
           if (m > 0 && m >= rows_m) {  // rows_m >= 1: never for m = 0
 #pragma unroll
             for (int j = 0; j < 4; ++j) pairs[j] = __half2half2(__ushort_as_half(0));
           }
         };
-        __half2 activations[kGather ? 1 : kChunkRows][kRowsM][4];
-        if constexpr (!kGather) {
+        __half2 activations[Input::kUpFront ? kChunkRows : 1][kRowsM][4];
+        if constexpr (Input::kUpFront) {
 #pragma unroll
           for (int b = 0; b < kChunkRows; ++b) {
 #pragma unroll
@@ -158,11 +285,11 @@ __device__ __forceinline__ void stream(__half* __restrict__ out, float* __restri
           }
 #pragma unroll
           for (int b = first; b < first + kChainWords; ++b) {
-            if constexpr (kGather) {
+            if constexpr (!Input::kUpFront) {
 #pragma unroll
               for (int m = 0; m < kRowsM; ++m) activations_of(b, m, activations[0][m]);
             }
-            const auto& row_activations = activations[kGather ? 0 : b];
+            const auto& row_activations = activations[Input::kUpFront ? b : 0];
 #pragma unroll
             for (int l = 0; l < kLoads; ++l) {
 #pragma unroll
@@ -190,8 +317,8 @@ __device__ __forceinline__ void stream(__half* __restrict__ out, float* __restri
 #pragma unroll
           for (int c = 0; c < kColumns; ++c) {
             if (m < rows_m && stored[c / kVector])
-              out[size_t(m0 + m) * N + column[c / kVector] + c % kVector] =
-                  __float2half_rn(acc[m][c].total());
+              output.store(size_t(m0 + m) * N + column[c / kVector] + c % kVector,
+                           acc[m][c].total());
           }
         }
         continue;
@@ -220,7 +347,7 @@ __device__ __forceinline__ void stream(__half* __restrict__ out, float* __restri
           const size_t index = size_t(i / kTileColumns) * N + column_i;
           const float sum = __ldcg(workspace + index);
           __stcg(workspace + index, 0.0f);
-          out[index] = __float2half_rn(sum);
+          output.store(index, sum);
         }
         if (lane == 0) tile_counters[tile] = 0;
       }
@@ -283,14 +410,79 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   static_assert(kRowsM * kColumns <= 16, "kRowsM * kColumns <= 16 accumulators per thread");
   static_assert(kChunkRows == 4 || kChunkRows == 8 || kChunkRows == 16, "kChunkRows: 4, 8, 16");
   static_assert(kBlocksPerSm >= 1 && kBlocksPerSm * kThreads <= 2048, "kBlocksPerSm: 1 to 8");
+  using namespace q4_stream_detail;
   // Two copies of the loop, so neither tests x_map per row.
   if (x_map != nullptr) {
-    q4_stream_detail::stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows,
-                             true>(out, workspace, tile_counters, x, x_map, qweight, scales, qzeros,
-                                   M, K, N, group_size);
+    stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+        DirectOutput{out}, workspace, tile_counters, DirectInput<true>{x, x_map, K}, qweight,
+        scales, qzeros, M, K, N, group_size);
   } else {
-    q4_stream_detail::stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows,
-                             false>(out, workspace, tile_counters, x, x_map, qweight, scales,
-                                    qzeros, M, K, N, group_size);
+    stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+        DirectOutput{out}, workspace, tile_counters, DirectInput<false>{x, x_map, K}, qweight,
+        scales, qzeros, M, K, N, group_size);
+  }
+}
+
+// What the fused entry point does around the product (q4_stream_fused_kernel).
+enum Q4StreamInput : int {
+  kStreamInputDirect = 0,  // x as given (through x_map when set)
+  kStreamInputNorm = 1,    // x = rms_norm(x + input_delta) * norm_weight, gathered by x_map
+  kStreamInputSilu = 2,    // x = silu(x) * up (x is the gate), in the weights' order
+};
+struct Q4StreamFusion {
+  const __half* norm_weight;     // kStreamInputNorm: [K]
+  const __half* input_delta;     // kStreamInputNorm: [K] added to x first, or null
+  const __half* up;              // kStreamInputSilu: [K]
+  __half* residual;              // kResidual: [N], out is unused
+  const __half* residual_delta;  // kResidual: [N] added before this product's sum, or null
+  float eps;                     // kStreamInputNorm
+};
+
+// q4_stream_kernel for one token (M = 1) with its neighbours fused, so a decode layer needs no
+// norm, SiLU or residual-add launch: the input computed from the producers' outputs (the norm
+// after a block-wide sum of squares), the output added into the residual row. Same weights,
+// workspace and geometry as q4_stream_kernel with the same parameters; results equal the unfused
+// kernels' (q4jit_common.cuh roundings) up to the fp32 order of the sum of squares.
+template <int kThreads = 128, int kColumns = 4, int kLoadBits = 128, int kRowsM = 1,
+          bool kHalfAccumulate = false, int kChunkRows = 8, int kBlocksPerSm = 4,
+          int kInput = kStreamInputNorm, bool kResidual = false>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    q4_stream_fused_kernel(__half* __restrict__ out, float* __restrict__ workspace,
+                           unsigned* __restrict__ tile_counters, const __half* __restrict__ x,
+                           const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
+                           const __half* __restrict__ scales, const unsigned* __restrict__ qzeros,
+                           int M, int K, int N, int group_size, Q4StreamFusion fusion) {
+  using namespace q4_stream_detail;
+  prefetch_first_chunks<kThreads, kColumns, kChunkRows>(qweight, K, N);
+  q4jit_device::grid_dependency_begin();
+  static_assert(kInput >= kStreamInputDirect && kInput <= kStreamInputSilu, "kInput: 0, 1, 2");
+  __shared__ __align__(16) __half staged[kThreads / 32][kChunkRows * 8];
+  __half* warp_staged = staged[threadIdx.x / 32];
+  auto run = [&](const auto& input) {
+    if constexpr (kResidual) {
+      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+          ResidualOutput{fusion.residual, fusion.residual_delta}, workspace, tile_counters, input,
+          qweight, scales, qzeros, M, K, N, group_size);
+    } else {
+      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+          DirectOutput{out}, workspace, tile_counters, input, qweight, scales, qzeros, M, K, N,
+          group_size);
+    }
+  };
+  if constexpr (kInput == kStreamInputNorm) {
+    const float inverse_rms = inverse_rms_of<kThreads>(x, fusion.input_delta, K, fusion.eps);
+    if (x_map != nullptr) {
+      run(StagedInput<kChunkRows, NormCompute<true>>{
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, inverse_rms}});
+    } else {
+      run(StagedInput<kChunkRows, NormCompute<false>>{
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, inverse_rms}});
+    }
+  } else if constexpr (kInput == kStreamInputSilu) {
+    run(StagedInput<kChunkRows, SiluCompute>{warp_staged, {x, fusion.up}});
+  } else if (x_map != nullptr) {
+    run(DirectInput<true>{x, x_map, K});
+  } else {
+    run(DirectInput<false>{x, x_map, K});
   }
 }

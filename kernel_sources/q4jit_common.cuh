@@ -15,6 +15,24 @@ struct alignas(2 * kWidth) HalfVector {
   __half value[kWidth];
 };
 
+// The elementwise roundings of Llama's layers, shared by their own kernels and the projections
+// that fuse them into their input or output, so fused and unfused launches agree to the bit.
+// The residual add: half(a + b).
+__device__ __forceinline__ __half add_rounded(__half a, __half b) {
+  return __float2half(__half2float(a) + __half2float(b));
+}
+// RMSNorm of one value: half(half(x * inverse_rms) * weight).
+__device__ __forceinline__ __half rms_normalize(__half x, __half weight, float inverse_rms) {
+  const __half normalized = __float2half(__half2float(x) * inverse_rms);
+  return __float2half(__half2float(normalized) * __half2float(weight));
+}
+// The MLP's gate: half(silu(gate) * up). expf, not __expf: a large negative gate must give 0,
+// not NaN, and stay within 1 ulp.
+__device__ __forceinline__ __half silu_mul_value(__half gate, __half up) {
+  const float value = __half2float(gate);
+  return __float2half(value / (1.0f + expf(-value)) * __half2float(up));
+}
+
 __device__ __forceinline__ float warp_sum(float value) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1)

@@ -17,10 +17,9 @@
 
 namespace rms_norm_detail {
 
-// Llama's RMSNorm rounding: half(half(x * inverse_rms) * weight).
+// Llama's RMSNorm rounding (q4jit_common.cuh, shared with the fused projections).
 __device__ __forceinline__ __half normalize(__half x, __half weight, float inverse_rms) {
-  const __half normalized = __float2half(__half2float(x) * inverse_rms);
-  return __float2half(__half2float(normalized) * __half2float(weight));
+  return q4jit_device::rms_normalize(x, weight, inverse_rms);
 }
 
 template <int kVectorWidth>
@@ -107,7 +106,7 @@ __global__ void __launch_bounds__(kBlockThreads)
       const Vector d = delta_row[i];
 #pragma unroll
       for (int j = 0; j < kVectorWidth; ++j)
-        v.value[j] = __float2half(__half2float(v.value[j]) + __half2float(d.value[j]));
+        v.value[j] = q4jit_device::add_rounded(v.value[j], d.value[j]);
       x_row[i] = v;
     }
     staged[i] = v;

@@ -108,4 +108,30 @@ void launch_q4_matmul(Backend& backend, const Q4MatmulKernel& kernel, const Q4Ma
                 operands.qweight, operands.scales, operands.qzeros, M, K, N, group_size);
 }
 
+KernelVariant q4_matmul_fused_variant(const Q4MatmulConfig& cfg, const Q4Fusion& fusion) {
+  const char* inputs[] = {"direct", "norm", "silu"};
+  return {
+      to_string(cfg) + ".fused-" + inputs[int(fusion.input)] + (fusion.residual ? "-residual" : ""),
+      fused_name_expression(cfg, fusion)};
+}
+
+void launch_q4_matmul_fused(Backend& backend, const Function& function, const Q4MatmulConfig& cfg,
+                            const Q4MatmulShape& shape, const Q4MatmulOperands& operands,
+                            const Q4FusionOperands& fusion, StreamView stream) {
+  // xp's pregather is never needed: the norm input gathers itself, the others read in order.
+  Q4JIT_CHECK(shape.M == 1 && fusable(cfg),
+              to_string(cfg) + ": a fused launch needs M = 1 and a stream-K configuration");
+  const Q4MatmulGeometry grid = geometry(cfg, shape, backend.current_device().sm_count);
+  const Q4MatmulWorkspace layout = workspace(cfg, shape);
+  LaunchGeometry matmul;
+  matmul.grid = {grid.grid_x, grid.grid_y, 1};
+  matmul.block = {grid.block_x, 1, 1};
+  const uint64_t reduction = operands.workspace + layout.reduction_offset;
+  const uint64_t counters = operands.workspace + layout.counters_offset;
+  launch_kernel(backend, function, matmul, stream, operands.out, reduction, counters, operands.x,
+                shape.act_order ? operands.x_map : uint64_t(0), operands.qweight, operands.scales,
+                operands.qzeros, int(shape.M), int(shape.K), int(shape.N), int(shape.group_size),
+                fusion);
+}
+
 }  // namespace q4jit

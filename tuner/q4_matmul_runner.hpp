@@ -46,4 +46,23 @@ std::vector<Result<Q4MatmulKernel>> load_q4_matmul(Backend& backend, KernelServi
 void launch_q4_matmul(Backend& backend, const Q4MatmulKernel& kernel, const Q4MatmulShape& shape,
                       const Q4MatmulOperands& operands, StreamView stream);
 
+// The fused decode kernels (q4_matmul.hpp: Q4Fusion; q4_stream.cuh: q4_stream_fused_kernel).
+// Device addresses of what a fused launch reads and writes besides the product's operands
+// (0 where unused); laid out as the kernel's Q4StreamFusion parameter.
+struct Q4FusionOperands {
+  uint64_t norm_weight = 0;     // norm input: fp16 [K]
+  uint64_t input_delta = 0;     // norm input: fp16 [K] added to x first, or 0
+  uint64_t up = 0;              // silu input: fp16 [K]; x is the gate
+  uint64_t residual = 0;        // residual output: fp16 [N], written instead of out
+  uint64_t residual_delta = 0;  // residual output: fp16 [N] added first, or 0
+  float eps = 0;                // norm input
+};
+// The program holding the fused kernel of (cfg, fusion) for `target`: the kernel alone.
+KernelVariant q4_matmul_fused_variant(const Q4MatmulConfig& cfg, const Q4Fusion& fusion);
+// Enqueues one fused product (M = 1; no xp gather: x_map in operands is read by the kernel, for
+// the norm input only). `function` is the variant's loaded kernel.
+void launch_q4_matmul_fused(Backend& backend, const Function& function, const Q4MatmulConfig& cfg,
+                            const Q4MatmulShape& shape, const Q4MatmulOperands& operands,
+                            const Q4FusionOperands& fusion, StreamView stream);
+
 }  // namespace q4jit

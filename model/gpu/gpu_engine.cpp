@@ -92,6 +92,7 @@ struct Shard {
   DeviceModel model;
   DeviceBuffer key_cache, value_cache;  // [layers][P][Hkv][D] fp16 each
   DeviceBuffer inputs;                  // int32: tokens [chunk], positions [chunk], length
+  DeviceBuffer step_inputs;             // int32: token, position, length of a decode step
   DeviceBuffer x, normed, scratch;      // fp16 [chunk, C]
   DeviceBuffer attention_in;            // fp16 [chunk, Nq + Nk + Nv]
   DeviceBuffer attention_out;           // fp16 [chunk, H D]
@@ -106,8 +107,8 @@ struct Shard {
   Backend& backend() const { return *device->backend; }
   const DeviceLayer& layer(int l) const { return model.layers[size_t(l - first_layer)]; }
   int64_t workspace_bytes() const {
-    return int64_t(inputs.bytes() + x.bytes() + normed.bytes() + scratch.bytes() +
-                   attention_in.bytes() + attention_out.bytes() + mlp_in.bytes() +
+    return int64_t(inputs.bytes() + step_inputs.bytes() + x.bytes() + normed.bytes() +
+                   scratch.bytes() + attention_in.bytes() + attention_out.bytes() + mlp_in.bytes() +
                    mlp_hidden.bytes() + logits.bytes() + matmul_scratch.bytes() +
                    decode_workspace.bytes());
   }
@@ -141,6 +142,7 @@ struct GpuEngine::State {
     if (devices.size() > 1) s.backend().select_device(s.device->ordinal);
   }
   void prepare_rows(int rows);
+  void prepare_fused_decode();
   void warm_up();
   void tune(DeviceRuntime& device, const Model& model_in);
   void run_layer(Shard& s, int l, int rows, int first_position, const DecodePlan& plan);
@@ -151,8 +153,14 @@ struct GpuEngine::State {
   void enqueue_forward(int rows, int first_position, bool all_logits);
   void decode_step(int first_position);
   std::vector<float> run_chunk(std::span<const int32_t> tokens, bool all_logits);
-  uint64_t positions_address(const Shard& s) const { return s.inputs.raw() + 4 * uint64_t(chunk); }
-  uint64_t length_address(const Shard& s) const { return s.inputs.raw() + 8 * uint64_t(chunk); }
+  // A decode step reads its three inputs from step_inputs: one 12-byte copy per token.
+  uint64_t tokens_address(const Shard& s, int rows) const {
+    return rows == 1 ? s.step_inputs.raw() : s.inputs.raw();
+  }
+  uint64_t positions_address(const Shard& s, int rows) const {
+    return rows == 1 ? s.step_inputs.raw() + 4 : s.inputs.raw() + 4 * uint64_t(chunk);
+  }
+  uint64_t length_address(const Shard& s) const { return s.step_inputs.raw() + 8; }
   void mark(Shard& s, const char* category) {
     if (marks == nullptr) return;
     marks->emplace_back(category, s.backend().create_event());
@@ -292,6 +300,7 @@ void GpuEngine::State::allocate_activations(Shard& s) {
   s.key_cache = backend.allocate(std::max<size_t>(cache, 16));
   s.value_cache = backend.allocate(std::max<size_t>(cache, 16));
   s.inputs = backend.allocate(4 * (2 * rows + 1));
+  s.step_inputs = backend.allocate(16);
   s.x = backend.allocate(rows * C * 2);
   s.normed = backend.allocate(rows * C * 2);
   s.scratch = backend.allocate(rows * C * 2);
@@ -336,6 +345,48 @@ void GpuEngine::State::prepare_rows(int rows) {
   }
 }
 
+namespace {
+
+// The fused decode projections of one layer: q, k, v with the input norm; gate and up with the
+// post-attention norm (of x plus o's pending delta); down with SiLU in and both residual adds
+// out (model/gpu/matmul_dispatch.hpp).
+constexpr Q4Fusion kNormInput{Q4FusedInput::norm, false};
+constexpr Q4Fusion kSiluResidual{Q4FusedInput::silu, true};
+
+// Whether a layer's projections all have their fused forms at one row: q, k, v one projection,
+// gate and up one, each with a stream-K GEMV winner, and down reading its input in order.
+bool layer_fusable(MatmulDispatch& dispatch, const DeviceLayer& layer) {
+  if (layer.attention_in.size() != 1 || layer.mlp_in.size() != 1) return false;
+  if (layer.down.shape.act_order && !layer.down_input_sorted) return false;
+  return dispatch.fusable(layer.attention_in[0]) && dispatch.fusable(layer.mlp_in[0]) &&
+         dispatch.fusable(layer.down);
+}
+
+}  // namespace
+
+// Decides whether decode steps run fused (all layers of all shards, or none: the fused layer
+// leaves no pending delta, which the unfused one expects) and loads the fused kernels.
+void GpuEngine::State::prepare_fused_decode() {
+  bool fusable = options.fuse_decode;
+  for (auto& shard : shards) {
+    activate(*shard);
+    for (const DeviceLayer& layer : shard->model.layers)
+      fusable = fusable && layer_fusable(*shard->device->dispatch, layer);
+  }
+  stats.fused_decode = fusable;
+  if (!fusable) return;
+  for (auto& shard : shards) {
+    activate(*shard);
+    MatmulDispatch& dispatch = *shard->device->dispatch;
+    for (const DeviceLayer& layer : shard->model.layers) {
+      dispatch.prepare_fused(layer.attention_in[0], kNormInput);
+      dispatch.prepare_fused(layer.mlp_in[0], kNormInput);
+      dispatch.prepare_fused(layer.down, kSiluResidual);
+    }
+  }
+  progress("decode: norms, SiLU and residual adds fused into the projections");
+}
+
 // --tune auto: tunes what the database lacks for this model on this device (nothing, and at
 // once, when all of it is stored), so that the chooser finds winners for every shape and row
 // bucket the engine runs.
@@ -362,6 +413,7 @@ void GpuEngine::State::tune(DeviceRuntime& device, const Model& model_in) {
 void GpuEngine::State::warm_up() {
   for (int rows = 1; rows < chunk; rows *= 2) prepare_rows(rows);
   prepare_rows(chunk);
+  prepare_fused_decode();
   const int rows = std::min(chunk, max_positions - 1);
   if (rows >= 2) run_chunk(std::vector<int32_t>(size_t(rows), 0), true);
   const int32_t token = 0;
@@ -383,7 +435,9 @@ uint64_t input_order(const std::vector<DeviceLinear>& consumers) {
 
 // Layer l (of the model) on its shard. The residual add of the layer's last projection (down,
 // into `scratch`) is left to the next add_rms_norm: the next layer's input norm (on this shard or,
-// after the hand-on, the next), or the final norm.
+// after the hand-on, the next), or the final norm. A fused decode step (prepare_fused_decode)
+// runs no norm or SiLU kernel: q, k, v and gate, up normalize their input themselves, and down
+// adds o's delta and its own into x, so x is whole after every layer.
 void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
                                  const DecodePlan& plan) {
   const DeviceLayer& layer = s.layer(l);
@@ -395,10 +449,13 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
   const int D = config.head_dim;
   const float eps = config.rms_norm_eps;
   const uint64_t ws = s.matmul_scratch.raw();
+  const bool fused = rows == 1 && stats.fused_decode;
   const uint64_t qkv_order = input_order(layer.attention_in);
-  ops.add_rms_norm(s.normed.raw(), s.x.raw(), l == 0 ? 0 : s.scratch.raw(), layer.input_norm.raw(),
-                   qkv_order, rows, C, eps, stream);
-  mark(s, "norm");
+  if (!fused) {
+    ops.add_rms_norm(s.normed.raw(), s.x.raw(), l == 0 ? 0 : s.scratch.raw(),
+                     layer.input_norm.raw(), qkv_order, rows, C, eps, stream);
+    mark(s, "norm");
+  }
 
   // q, k, v: one fused output [rows, Nq+Nk+Nv], or three packed regions.
   uint64_t parts[3];
@@ -412,8 +469,17 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
     strides[i] = fused_qkv ? (H + 2 * Hkv) * D : widths[i];
     region += 2 * uint64_t(rows) * widths[i];
   }
-  for (size_t i = 0; i < layer.attention_in.size(); ++i)
-    dispatch.run(layer.attention_in[i], rows, s.normed.raw(), parts[i], ws, stream, qkv_order != 0);
+  if (fused) {
+    Q4FusionOperands norm;
+    norm.norm_weight = layer.input_norm.raw();
+    norm.eps = eps;
+    dispatch.run_fused(layer.attention_in[0], kNormInput, s.x.raw(), parts[0], norm, stream);
+  } else {
+    for (size_t i = 0; i < layer.attention_in.size(); ++i) {
+      dispatch.run(layer.attention_in[i], rows, s.normed.raw(), parts[i], ws, stream,
+                   qkv_order != 0);
+    }
+  }
   mark(s, "matmul");
 
   const int64_t layer_offset = kv_cache_layer_offset(l - s.first_layer, max_positions, Hkv, D) * 2;
@@ -423,7 +489,8 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
   const float rope_scale =
       config.rope_scaling.kind == RopeScaling::Kind::linear ? config.rope_scaling.factor : 1.0f;
   ops.rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
-                 parts[1], parts[2], keys, values, positions_address(s), theta, rope_scale, stream);
+                 parts[1], parts[2], keys, values, positions_address(s, rows), theta, rope_scale,
+                 stream);
   mark(s, "rope");
   const float scale = 1.0f / std::sqrt(float(D));
   // Decode attention writes its output in the o projection's sorted order (no gather launch).
@@ -440,14 +507,29 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
   dispatch.run(layer.o, rows, s.attention_out.raw(), s.scratch.raw(), ws, stream, o_sorted);
   mark(s, "matmul");
 
-  const uint64_t mlp_order = input_order(layer.mlp_in);
-  ops.add_rms_norm(s.normed.raw(), s.x.raw(), s.scratch.raw(), layer.post_norm.raw(), mlp_order,
-                   rows, C, eps, stream);
-  mark(s, "norm");
   const bool fused_mlp = layer.mlp_in.size() == 1;
   const uint64_t gate = s.mlp_in.raw();
   const uint64_t up = s.mlp_in.raw() + 2 * uint64_t(fused_mlp ? F : int64_t(rows) * F);
   const int stride = fused_mlp ? 2 * F : F;
+  if (fused) {
+    Q4FusionOperands norm;
+    norm.norm_weight = layer.post_norm.raw();
+    norm.input_delta = s.scratch.raw();
+    norm.eps = eps;
+    dispatch.run_fused(layer.mlp_in[0], kNormInput, s.x.raw(), gate, norm, stream);
+    mark(s, "matmul");
+    Q4FusionOperands silu;
+    silu.up = up;
+    silu.residual = s.x.raw();
+    silu.residual_delta = s.scratch.raw();
+    dispatch.run_fused(layer.down, kSiluResidual, gate, s.scratch.raw(), silu, stream);
+    mark(s, "matmul");
+    return;
+  }
+  const uint64_t mlp_order = input_order(layer.mlp_in);
+  ops.add_rms_norm(s.normed.raw(), s.x.raw(), s.scratch.raw(), layer.post_norm.raw(), mlp_order,
+                   rows, C, eps, stream);
+  mark(s, "norm");
   dispatch.run(layer.mlp_in[0], rows, s.normed.raw(), gate, ws, stream, mlp_order != 0);
   if (!fused_mlp)
     dispatch.run(layer.mlp_in[1], rows, s.normed.raw(), up, ws, stream, mlp_order != 0);
@@ -469,8 +551,8 @@ void GpuEngine::State::enqueue_shard(Shard& s, int rows, int first_position, con
   GpuOps& ops = *s.device->ops;
   mark(s, "start");
   if (s.embedding) {
-    ops.embedding(s.x.raw(), s.model.embed.raw(), s.inputs.raw(), rows, V, C, s.bad_tokens.raw(),
-                  s.stream);
+    ops.embedding(s.x.raw(), s.model.embed.raw(), tokens_address(s, rows), rows, V, C,
+                  s.bad_tokens.raw(), s.stream);
     mark(s, "embedding");
   }
   for (int l = s.first_layer; l < s.end_layer; ++l) run_layer(s, l, rows, first_position, plan);
@@ -478,7 +560,9 @@ void GpuEngine::State::enqueue_shard(Shard& s, int rows, int first_position, con
   // The last layer's residual add, on the rows whose logits are wanted only.
   const int logit_rows = all_logits ? rows : 1;
   const uint64_t first_row = 2 * uint64_t(all_logits ? 0 : rows - 1) * C;
-  const uint64_t last_delta = config.num_hidden_layers > 0 ? s.scratch.raw() + first_row : 0;
+  // A fused decode step leaves x whole (run_layer); otherwise down's delta is still pending.
+  const bool pending = config.num_hidden_layers > 0 && !(rows == 1 && stats.fused_decode);
+  const uint64_t last_delta = pending ? s.scratch.raw() + first_row : 0;
   ops.add_rms_norm(s.normed.raw(), s.x.raw() + first_row, last_delta, s.model.final_norm.raw(), 0,
                    logit_rows, C, config.rms_norm_eps, s.stream);
   mark(s, "norm");
@@ -544,17 +628,22 @@ void GpuEngine::State::decode_step(int first_position) {
   decode_warm = true;
 }
 
-// Tokens (zeros past tokens.size()), positions first_position.. and the length into every
-// shard's inputs.
+// Tokens (zeros past tokens.size()), positions first_position.. and the length (positions
+// attended by the last token) into every shard's inputs, or a decode step's into step_inputs.
 void GpuEngine::State::set_inputs(std::span<const int32_t> tokens, int rows, int first_position) {
-  std::vector<int32_t> host(2 * size_t(chunk) + 1, 0);
-  std::copy(tokens.begin(), tokens.end(), host.begin());
-  for (int t = 0; t < rows; ++t) host[chunk + t] = first_position + t;
-  host[2 * size_t(chunk)] = first_position + rows;  // length: positions attended by the last token
+  std::vector<int32_t> host;
+  if (rows == 1) {
+    host = {tokens.empty() ? 0 : tokens[0], first_position, first_position + 1};
+  } else {
+    host.assign(2 * size_t(chunk) + 1, 0);
+    std::copy(tokens.begin(), tokens.end(), host.begin());
+    for (int t = 0; t < rows; ++t) host[chunk + t] = first_position + t;
+    host[2 * size_t(chunk)] = first_position + rows;
+  }
   for (auto& shard : shards) {
     activate(*shard);
-    shard->backend().copy_to_device(shard->inputs.raw(), host.data(), host.size() * 4,
-                                    shard->stream);
+    const uint64_t target = rows == 1 ? shard->step_inputs.raw() : shard->inputs.raw();
+    shard->backend().copy_to_device(target, host.data(), host.size() * 4, shard->stream);
   }
 }
 

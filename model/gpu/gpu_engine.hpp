@@ -26,11 +26,11 @@
 namespace q4jit {
 
 struct GpuEngineOptions {
-  int max_positions = 0;    // <= 0: config.max_position_embeddings
+  int max_positions = 0;  // <= 0: config.max_position_embeddings
   // Tokens per prefill forward at most: long enough that the dequantize + GEMM path pays for its
   // dequantization (H100, 7B: 15,769 prompt tokens/s at 2048 against 14,462 at 512).
   int prefill_chunk = 2048;
-  int device = 0;           // ordinal (unsplit)
+  int device = 0;  // ordinal (unsplit)
   // Layers split over GPUs, in order (parse_gpu_split); empty: everything on `device`. The plan
   // (plan_gpu_split) counts weights and the KV cache at max_positions against each split's GiB.
   std::vector<SplitRequest> split;
@@ -38,6 +38,11 @@ struct GpuEngineOptions {
   // Programmatic dependent launch on sm_90+: each kernel launches while the one before it ends
   // (Backend::set_overlapped_launches); off: plain stream order.
   bool overlap_launches = true;
+  // Decode steps fuse each layer's norms, SiLU and residual adds into its projections
+  // (q4_matmul.hpp: Q4Fusion) where every projection's kernel at one row has the fused form:
+  // six launches per layer instead of nine. Off: the separate kernels (perplexity --validate
+  // and tests compare the two).
+  bool fuse_decode = true;
   // Every GPTQ projection takes this path (perplexity --validate); none: the tuned choice.
   std::optional<MatmulPath> force_path;
   std::string tuning_db;  // file; empty: default_tuning_db_path()
@@ -57,6 +62,7 @@ struct GpuEngineStats {
   int64_t store_hits = 0;      // kernels read from the kernel store
   int64_t graph_captures = 0;  // one per shard and attention plan
   int64_t graph_replays = 0;
+  bool fused_decode = false;  // decode steps run the fused projections (fuse_decode and legal)
 };
 
 // One shard of the engine: where it runs, what it holds (bytes on its device).

@@ -55,7 +55,7 @@ std::string MatmulDispatch::describe(const DeviceLinear& linear, int64_t M) {
   return p.choice.describe();
 }
 
-const MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& linear, int64_t M) {
+MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& linear, int64_t M) {
   const int bucket = m_bucket(M);
   const MatmulShapeKey s = run_shape(linear);
   const Key key{linear.quantized, s.K, s.N, s.group_size, linear.shape.act_order, bucket};
@@ -70,6 +70,40 @@ const MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& lin
     backend.synchronize({});
   }
   return prepared_.emplace(key, std::move(p)).first->second;
+}
+
+bool MatmulDispatch::fusable(const DeviceLinear& linear) {
+  if (!linear.quantized) return false;
+  const Prepared& p = prepared(linear, 1);
+  return p.choice.path == MatmulPath::gemv && q4jit::fusable(p.choice.gemv);
+}
+
+void MatmulDispatch::prepare_fused(const DeviceLinear& linear, const Q4Fusion& fusion) {
+  Q4JIT_CHECK(fusable(linear), linear.name + ": its kernel at one row has no fused form");
+  Prepared& p = prepared(linear, 1);
+  const std::pair<int, bool> key{int(fusion.input), fusion.residual};
+  if (p.fused.count(key) == 0)
+    p.fused[key] =
+        loader_.function(q4_matmul_family(), q4_matmul_fused_variant(p.choice.gemv, fusion));
+}
+
+void MatmulDispatch::run_fused(const DeviceLinear& linear, const Q4Fusion& fusion, uint64_t x,
+                               uint64_t out, const Q4FusionOperands& operands, StreamView stream) {
+  Prepared& p = prepared(linear, 1);
+  const auto found = p.fused.find({int(fusion.input), fusion.residual});
+  Q4JIT_CHECK(found != p.fused.end(), linear.name + ": fused kernel not prepared");
+  const MatmulShapeKey s = run_shape(linear);
+  // Only the norm input reads x through x_map; the others get x in the weights' order.
+  const bool gather = fusion.input == Q4FusedInput::norm && linear.shape.act_order;
+  const Q4MatmulOperands product{out,
+                                 x,
+                                 gather ? linear.x_map.raw() : 0,
+                                 linear.qweight.raw(),
+                                 linear.scales.raw(),
+                                 linear.qzeros.raw(),
+                                 p.zeroed ? p.zeroed.raw() : 0};
+  launch_q4_matmul_fused(loader_.backend(), found->second, p.choice.gemv,
+                         {1, s.K, s.N, s.group_size, gather}, product, operands, stream);
 }
 
 MatmulDispatch::Prepared MatmulDispatch::prepare_quantized(const DeviceLinear& linear, int bucket,

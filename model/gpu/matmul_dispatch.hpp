@@ -43,6 +43,14 @@ class MatmulDispatch {
   // `scratch` at least the bytes it returned.
   void run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out, uint64_t scratch,
            StreamView stream, bool x_sorted = false);
+  // The fused decode launches (q4_matmul.hpp: Q4Fusion), one row only. fusable: whether the
+  // kernel chosen for `linear` at one row has them (a stream-K GEMV). prepare_fused loads the
+  // kernel of `fusion`; run_fused enqueues it, with x in original row order for the norm input
+  // (act-order weights gather it through x_map) and in the weights' row order for the others.
+  bool fusable(const DeviceLinear& linear);
+  void prepare_fused(const DeviceLinear& linear, const Q4Fusion& fusion);
+  void run_fused(const DeviceLinear& linear, const Q4Fusion& fusion, uint64_t x, uint64_t out,
+                 const Q4FusionOperands& operands, StreamView stream);
   // The choice for linear at M rows, for --verbose lines: "gemv bt256... (tuned)".
   std::string describe(const DeviceLinear& linear, int64_t M);
 
@@ -60,9 +68,10 @@ class MatmulDispatch {
     int64_t scratch_bytes = 0;
     Function gather;           // act-order weights, x not sorted by its producer: q4_gather_kernel
     int64_t gather_bytes = 0;  // the sorted x at the start of scratch
+    std::map<std::pair<int, bool>, Function> fused;  // by (input, residual): prepare_fused
   };
   using Key = std::tuple<bool, int64_t, int64_t, int64_t, bool, int>;
-  const Prepared& prepared(const DeviceLinear& linear, int64_t M);
+  Prepared& prepared(const DeviceLinear& linear, int64_t M);
   // Each also sets zeroed_bytes: the workspace that prepared() allocates and zeroes.
   Prepared prepare_quantized(const DeviceLinear& linear, int bucket, int64_t& zeroed_bytes);
   Prepared prepare_dense(const DeviceLinear& linear, int bucket, int64_t& zeroed_bytes);

@@ -14,7 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "cache/tuning_db.hpp"
 #include "common/error.hpp"
+#include "kernel_sources/q4_matmul.hpp"
 #include "model/gpu/gpu_engine.hpp"
 #include "model/perplexity.hpp"
 #include "model/ref/cpu_engine.hpp"
@@ -24,6 +26,7 @@
 #include "model/weights.hpp"
 #include "runtime/platform.hpp"
 #include "tests/support/test_support.hpp"
+#include "tuner/problem_key.hpp"
 
 namespace q4jit {
 namespace {
@@ -234,6 +237,72 @@ TEST_P(GpuEngineSmall, WarmStartCompilesNothing) {
   for (int32_t token : tokens) warm.forward(std::span<const int32_t>(&token, 1), false);
   EXPECT_EQ(warm.stats().compiles, 0);
   EXPECT_GT(warm.stats().store_hits, 0);
+}
+
+// A tuning database whose winners at one row are stream-K GEMVs (the kernels with fused decode
+// forms) for every projection shape of `config`, as a tune on a large GPU stores them.
+std::string fusable_tuning_db(const fs::path& dir, const LlamaConfig& config) {
+  const std::string path = (dir / "stream_winners.sqlite3").string();
+  auto backend = open_gpu_backend();
+  auto compiler = open_compiler();
+  const DeviceInfo& device = backend.value()->current_device();
+  const DeviceFingerprint fingerprint = device_fingerprint(device, *compiler.value());
+  const int64_t C = config.hidden_size, F = config.intermediate_size;
+  const int64_t qkv =
+      int64_t(config.num_attention_heads + 2 * config.num_key_value_heads) * config.head_dim;
+  const int64_t group = config.quantization->group_size;
+  TuningDb db({path, {}});
+  for (const auto& [K, N] :
+       std::vector<std::pair<int64_t, int64_t>>{{C, qkv}, {C, C}, {C, 2 * F}, {F, C}, {C, F}}) {
+    const MatmulShapeKey shape{K, N, group > 0 ? group : K, false};
+    for (const Q4MatmulConfig& cfg :
+         space(device, Q4MatmulShape{1, K, N, shape.group_size, false})) {
+      if (!fusable(cfg)) continue;
+      WinnerRecord winner;
+      winner.config = to_string(cfg);
+      winner.median_us = 1;
+      db.save_winner(make_tuning_key(fingerprint, q4_matmul_family(),
+                                     family_source_hash(q4_matmul_family()), shape, 1),
+                     winner);
+      break;
+    }
+  }
+  return path;
+}
+
+// Decode with the norms, SiLU and residual adds fused into the projections (stream-K winners
+// stored): each step's logits against the CPU engine and against the unfused engine; a model
+// whose q, k, v keep separate permutations cannot fuse and decodes unfused.
+TEST_P(GpuEngineSmall, FusedDecodeMatchesTheCpuAndTheUnfusedSteps) {
+  if (GetParam().group_size == 0) GTEST_SKIP() << "fp16 model: no GPTQ projections to fuse";
+  GpuEngineOptions options = test_options();
+  options.tuning_db = fusable_tuning_db(dir_.path(), model_.config);
+  GpuEngine fused(model_, options);
+  EXPECT_EQ(fused.stats().fused_decode, GetParam().fused)
+      << "every layer fuses exactly when its projections are each one stream-K GEMV";
+  options.fuse_decode = false;
+  GpuEngine unfused(model_, options);
+  EXPECT_FALSE(unfused.stats().fused_decode);
+  CpuEngine cpu(model_);
+  const std::vector<int32_t> prompt = random_tokens(21, 4096, 16);
+  const std::vector<float> want = cpu.forward(prompt, true);
+  fused.forward(prompt, false);
+  unfused.forward(prompt, false);
+  int32_t next = argmax(std::span<const float>(want).last(4096));
+  double worst_cpu = 0, worst_unfused = 0;
+  for (int step = 0; step < 16; ++step) {
+    const std::vector<float> cpu_logits = cpu.forward(std::span<const int32_t>(&next, 1), false);
+    const std::vector<float> a = fused.forward(std::span<const int32_t>(&next, 1), false);
+    const std::vector<float> b = unfused.forward(std::span<const int32_t>(&next, 1), false);
+    worst_cpu = std::max(worst_cpu, relative_error(a, cpu_logits));
+    worst_unfused = std::max(worst_unfused, relative_error(a, b));
+    next = argmax(cpu_logits);
+  }
+  EXPECT_LE(worst_cpu, kRandomModelTolerance) << "fused decode against the CPU";
+  // The two differ by the fp32 order of the norm's sum of squares and of split-K atomics.
+  EXPECT_LE(worst_unfused, 2e-3) << "fused against unfused decode";
+  std::printf("%s: fused decode %s, worst error against the CPU %.2e, against unfused %.2e\n",
+              GetParam().name, fused.stats().fused_decode ? "on" : "off", worst_cpu, worst_unfused);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, GpuEngineSmall,
