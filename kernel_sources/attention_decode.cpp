@@ -1,5 +1,5 @@
 // The attention_decode family's descriptor: parameters, legality, space, geometry and workspace
-// (attention_decode.hpp).
+// (attention_decode.hpp), and the fused RoPE + cache write variant of a configuration.
 #include "kernel_sources/attention_decode.hpp"
 
 namespace q4jit {
@@ -94,6 +94,11 @@ std::string to_string(const AttentionDecodeConfig& cfg) {
   return text;
 }
 
+KernelVariant rope_variant(const AttentionDecodeConfig& cfg) {
+  const std::string arguments = name_expression(cfg).substr(name_expression(cfg).find('<'));
+  return {to_string(cfg) + ".rope", "attention_decode_rope_kernel" + arguments};
+}
+
 KernelFamily attention_decode_family() {
   KernelFamily family;
   family.name = "attention_decode";
@@ -103,6 +108,7 @@ KernelFamily attention_decode_family() {
     AttentionDecodeConfig defaults;
     defaults.head_dim = dim;
     family.default_variants.push_back({to_string(defaults), name_expression(defaults)});
+    family.default_variants.push_back(rope_variant(defaults));
   }
   for (const AttentionDecodeConfig& cfg : attention_decode_configs()) {
     family.all_variants.push_back({to_string(cfg), name_expression(cfg)});

@@ -1,7 +1,7 @@
-// Host descriptor of the attention_decode family (kernel in attention_decode.cu): flash-decoding
-// over the KV cache for one query token, GQA in place. Its workspace (counters that every launch
-// leaves zero, then fp32 partials) is sized by workspace(). Parameters change only the fp32
-// summation order.
+// Host descriptor of the attention_decode family (kernels in attention_decode.cu): flash-decoding
+// over the KV cache for one query token, GQA in place, alone or fused with the new token's RoPE
+// and cache write (rope_variant). Its workspace (counters that every launch leaves zero, then fp32
+// partials) is sized by workspace(). Parameters change only the fp32 summation order.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +55,12 @@ AttentionDecodeWorkspace workspace(const AttentionDecodeConfig& cfg,
 std::string name_expression(const AttentionDecodeConfig& cfg);
 // "d128.sp256.t128.hb1"
 std::string to_string(const AttentionDecodeConfig& cfg);
+
+// The fused launch of the same configuration (attention_decode_rope_kernel): RoPE of the new
+// token and its key and value into the cache in the decode launch itself. Same legality, geometry
+// and workspace; its own kernel, config "d128.sp256.t128.hb1.rope",
+// "attention_decode_rope_kernel<128, 256, 128, 1>".
+KernelVariant rope_variant(const AttentionDecodeConfig& cfg);
 
 KernelFamily attention_decode_family();
 

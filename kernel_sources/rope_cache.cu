@@ -10,7 +10,7 @@
 //              (the KV cache layout, see rope_cache.hpp), written at rows positions[t].
 // Rotation:    dim i pairs with i + D/2; inv_freq[i] = theta^(-2i/D) / scale (linear scaling),
 //              angle = position * inv_freq in fp32 as Hugging Face computes it; precise powf and
-//              sincosf (positions reach thousands of radians, where __sinf is wrong).
+//              sincosf (rope.cuh, shared with the fused decode attention: the same fp16 bits).
 // Geometry:    grid (T, blocks per token), block (kBlockThreads); a token's items (rotation
 //              chunks of q and k, copy chunks of v) are strided over its blocks' threads, so any
 //              grid_y >= 1 covers them. A position outside [0, P_max) still rotates q but writes
@@ -20,6 +20,7 @@
 #include "portable.cuh"
 
 #include "q4jit_common.cuh"
+#include "rope.cuh"
 
 // Rotates kVectorWidth pairs starting at dim `pair` of `head` ([D]) into `out` ([D]).
 template <int kVectorWidth>
@@ -32,14 +33,12 @@ __device__ __forceinline__ void rotate(__half* out, const __half* head, int pair
   Vector rotated_first, rotated_second;
 #pragma unroll
   for (int j = 0; j < kVectorWidth; ++j) {
-    const int i = pair + j;
-    const float inv_freq = 1.0f / powf(theta, float(2 * i) / float(head_dim)) / scale;
     float sin_angle, cos_angle;
-    sincosf(position * inv_freq, &sin_angle, &cos_angle);
+    q4jit_rope::angle(pair + j, head_dim, position, theta, scale, &sin_angle, &cos_angle);
     const float a = __half2float(first.value[j]);
     const float b = __half2float(second.value[j]);
-    rotated_first.value[j] = __float2half(a * cos_angle - b * sin_angle);
-    rotated_second.value[j] = __float2half(b * cos_angle + a * sin_angle);
+    rotated_first.value[j] = q4jit_rope::rotated_first(a, b, cos_angle, sin_angle);
+    rotated_second.value[j] = q4jit_rope::rotated_second(a, b, cos_angle, sin_angle);
   }
   *reinterpret_cast<Vector*>(out + pair) = rotated_first;
   *reinterpret_cast<Vector*>(out + pair + half) = rotated_second;

@@ -85,4 +85,19 @@ void launch_attention_decode(Backend& backend, const Function& function,
                 int(shape.heads), int(shape.kv_heads), scale, state.out_position);
 }
 
+void launch_attention_decode_rope(Backend& backend, const Function& function,
+                                  const AttentionDecodeConfig& cfg,
+                                  const AttentionDecodeShape& shape, int splits,
+                                  const AttentionOperands& operands,
+                                  const AttentionDecodeState& state,
+                                  const AttentionDecodeRope& rope, float scale, StreamView stream) {
+  const AttentionDecodeGeometry g = geometry(cfg, shape);
+  const AttentionDecodeWorkspace layout = workspace(cfg, shape);
+  launch_kernel(backend, function, launch_geometry(g.grid_x, unsigned(splits), g.block_x, 0),
+                stream, operands.out, operands.q, rope.k, rope.v, operands.key_cache,
+                operands.value_cache, state.workspace, state.workspace + layout.partials_offset,
+                rope.positions, state.length, rope.max_positions, int(shape.heads),
+                int(shape.kv_heads), rope.theta, rope.scale, scale, state.out_position);
+}
+
 }  // namespace q4jit

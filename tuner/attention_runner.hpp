@@ -1,10 +1,10 @@
 // Compiling, loading and launching the attention families (attention_prefill,
-// attention_prefill_mma, attention_decode) on a Backend: what the attention tuner and GpuOps
-// share, so that a candidate is timed exactly as the engine launches it. Each variant is compiled
-// alone in its program, the request a load makes (KernelLoader::function), so the tuned choice
-// is a kernel-store hit at the next load.
-// Not here: the kernels and their legality (kernel_sources/attention_*.hpp), which one to run
-// (attention_path.hpp), timing (measure.hpp).
+// attention_prefill_mma, attention_decode alone or fused with RoPE) on a Backend: what the
+// attention tuner and GpuOps share, so that a candidate is timed exactly as the engine launches it.
+// Each variant is compiled alone in its program, the request a load makes (KernelLoader::function),
+// so the tuned choice is a kernel-store hit at the next load. Not here: the kernels and their
+// legality (kernel_sources/attention_*.hpp), which one to run (attention_path.hpp), timing
+// (measure.hpp).
 #pragma once
 
 #include <memory>
@@ -59,5 +59,24 @@ void launch_attention_decode(Backend& backend, const Function& function,
                              const AttentionDecodeConfig& cfg, const AttentionDecodeShape& shape,
                              int splits, const AttentionOperands& operands,
                              const AttentionDecodeState& state, float scale, StreamView stream);
+
+// The new token of a fused decode launch (rope_variant: RoPE and the cache write in the launch).
+struct AttentionDecodeRope {
+  uint64_t k = 0;          // fp16 [Hkv, D], the token's key before RoPE (a view of the qkv output)
+  uint64_t v = 0;          // fp16 [Hkv, D], its value
+  uint64_t positions = 0;  // int32: positions[0], the token's position (= length - 1)
+  int max_positions = 0;   // P_max, rows of the layer's cache: a position outside writes nothing
+  float theta = 10000.0f;  // RoPE base
+  float scale = 1.0f;      // linear RoPE scaling factor
+};
+
+// Enqueues `cfg`'s fused kernel (`function`, rope_variant(cfg)): operands.q is the token's queries
+// before RoPE (read only); the caches get the rotated key and the value at rope.positions[0].
+void launch_attention_decode_rope(Backend& backend, const Function& function,
+                                  const AttentionDecodeConfig& cfg,
+                                  const AttentionDecodeShape& shape, int splits,
+                                  const AttentionOperands& operands,
+                                  const AttentionDecodeState& state,
+                                  const AttentionDecodeRope& rope, float scale, StreamView stream);
 
 }  // namespace q4jit

@@ -90,8 +90,11 @@ void GpuOps::set_decode_limits(int heads, int kv_heads, int head_dim, int max_le
   decode_configs_ = decode_split_configs(device(), decode_shape_);
   Q4JIT_CHECK(!decode_configs_.empty(),
               "attention_decode: no kernel configuration is legal for this shape");
-  for (const auto& [split, cfg] : decode_configs_)
+  for (const auto& [split, cfg] : decode_configs_) {
     function(attention_decode_family(), to_string(cfg), name_expression(cfg));
+    const KernelVariant fused = rope_variant(cfg);
+    function(attention_decode_family(), fused.config, fused.name_expression);
+  }
 }
 
 void GpuOps::set_attention_choice(AttentionChoice choice) {
@@ -134,6 +137,19 @@ void GpuOps::attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint
                           function(attention_decode_family(), to_string(cfg), name_expression(cfg)),
                           cfg, decode_shape_, plan.splits, {out, q, key_cache, value_cache},
                           {workspace_address, length_in, out_position}, scale, stream);
+}
+
+void GpuOps::attention_decode_rope(uint64_t out, uint64_t q, uint64_t key_cache,
+                                   uint64_t value_cache, uint64_t workspace_address,
+                                   uint64_t length_in, const DecodePlan& plan, float scale,
+                                   uint64_t out_position, const AttentionDecodeRope& rope,
+                                   StreamView stream) {
+  const AttentionDecodeConfig& cfg = decode_configs_.at(plan.split);
+  const KernelVariant fused = rope_variant(cfg);
+  launch_attention_decode_rope(
+      loader_.backend(), function(attention_decode_family(), fused.config, fused.name_expression),
+      cfg, decode_shape_, plan.splits, {out, q, key_cache, value_cache},
+      {workspace_address, length_in, out_position}, rope, scale, stream);
 }
 
 PrefillChoice GpuOps::prefill_choice(const AttentionPrefillShape& shape) const {

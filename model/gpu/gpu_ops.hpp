@@ -14,6 +14,7 @@
 #include "kernel_sources/rope_cache.hpp"
 #include "model/gpu/kernel_loader.hpp"
 #include "tuner/attention_path.hpp"
+#include "tuner/attention_runner.hpp"
 
 namespace q4jit {
 
@@ -51,7 +52,8 @@ class GpuOps {
 
   // Decode attention is built for up to `max_length` positions; the actual length is read from
   // device memory (length_in), and the plan's blocks cover at least that length. Loads the kernel
-  // of every split size: a generation that grows into another split compiles nothing.
+  // of every split size, unfused and fused with RoPE: a generation that grows into another split
+  // compiles nothing.
   void set_decode_limits(int heads, int kv_heads, int head_dim, int max_length);
   // The decided split of the length's bucket, else the smallest split whose blocks stay within 4
   // per SM: short contexts still spread over the GPU (a block per head would leave most SMs
@@ -63,6 +65,18 @@ class GpuOps {
   void attention_decode(uint64_t out, uint64_t q, uint64_t key_cache, uint64_t value_cache,
                         uint64_t workspace, uint64_t length_in, const DecodePlan& plan, float scale,
                         uint64_t out_position, StreamView stream);
+  // attention_decode with the new token's rope_cache in the same launch, so that a decode step
+  // (one row) runs no rope_cache. q is the token's queries before RoPE, read only (nothing after
+  // attention reads them); rope.k and rope.v its key and value rows of the qkv output (one row, so
+  // their strides do not matter) and rope.positions[0] its position, length - 1 (the same device
+  // inputs a captured graph updates). The caches get the rotated key and the value at that
+  // position, as rope_cache writes them (nothing outside [0, rope.max_positions)); out gets the
+  // bits of rope_cache then attention_decode with the same plan. Plan, workspace and
+  // out_position as for attention_decode, whose kernels set_decode_limits loads beside these.
+  void attention_decode_rope(uint64_t out, uint64_t q, uint64_t key_cache, uint64_t value_cache,
+                             uint64_t workspace, uint64_t length_in, const DecodePlan& plan,
+                             float scale, uint64_t out_position, const AttentionDecodeRope& rope,
+                             StreamView stream);
   // The decided path and configuration of T's bucket, else tensor cores where that family runs
   // (NVIDIA sm_80+, D 64 or 128), else the SIMT kernel.
   void attention_prefill(const AttentionPrefillShape& shape, uint64_t out, uint64_t q,

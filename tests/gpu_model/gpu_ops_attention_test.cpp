@@ -4,7 +4,8 @@
 // within 4 blocks per SM); with a choice it runs the decided prefill kernel of T's bucket and the
 // decided split of the length's bucket, falls back to the rule for a bucket without an entry or an
 // entry not legal for the shape, and every launch matches ref::attention (relative error 2e-3 per
-// row) on fresh random inputs. Skips without a GPU.
+// row) on fresh random inputs. The fused decode step (attention_decode_rope) against rope_cache
+// then attention_decode: the same output bits and caches at every plan. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -14,6 +15,7 @@
 #include "common/half.hpp"
 #include "model/gpu/gpu_ops.hpp"
 #include "model/ref/cpu_engine.hpp"
+#include "tests/kernels/decode_rope_case.hpp"
 #include "tests/kernels/kernel_test_support.hpp"
 #include "tuner/attention_path.hpp"
 
@@ -83,6 +85,72 @@ class GpuOpsAttention : public test::GpuTest {
     return test::relative_error(download_halves(out, q.size()), want, q.size());
   }
 
+  // One decode step of `c` through `ops` with its plan for the length: fused
+  // (attention_decode_rope), or rope_cache then attention_decode as the engine ran them before.
+  // Fresh device copies of the inputs; out poisoned; the workspace's counters zero.
+  test::DecodeRopeRun decode_step(GpuOps& ops, const test::DecodeRopeCase& c, bool scattered,
+                                  bool fused) {
+    const DeviceBuffer qkv = upload(c.qkv), keys = upload(c.keys), values = upload(c.values);
+    const DeviceBuffer positions = upload(std::vector<int32_t>{c.position()});
+    const DeviceBuffer length = upload(std::vector<int32_t>{c.length});
+    const DeviceBuffer order = upload(c.order);
+    const size_t workspace_bytes = size_t(std::max<int64_t>(ops.decode_workspace_bytes(), 16));
+    DeviceBuffer workspace = backend_->allocate(workspace_bytes);
+    backend_->memset(workspace.raw(), 0, workspace_bytes, {});
+    DeviceBuffer out = backend_->allocate(c.want.size() * 2);
+    backend_->memset(out.raw(), 0xff, c.want.size() * 2, {});
+    const uint64_t q = qkv.raw(), k = q + 2 * uint64_t(c.H) * c.D;
+    const uint64_t v = k + 2 * uint64_t(c.Hkv) * c.D;
+    const DecodePlan plan = ops.decode_plan(c.length);
+    const float scale = 1.0f / std::sqrt(float(c.D));
+    const uint64_t out_position = scattered ? order.raw() : 0;
+    if (fused) {
+      ops.attention_decode_rope(
+          out.raw(), q, keys.raw(), values.raw(), workspace.raw(), length.raw(), plan, scale,
+          out_position, {k, v, positions.raw(), c.max_positions, c.theta, c.rope_scale}, {});
+    } else {
+      const int width = c.width();
+      ops.rope_cache({1, c.H, c.Hkv, c.D, width, width, width, c.max_positions}, q, k, v,
+                     keys.raw(), values.raw(), positions.raw(), c.theta, c.rope_scale, {});
+      ops.attention_decode(out.raw(), q, keys.raw(), values.raw(), workspace.raw(), length.raw(),
+                           plan, scale, out_position, {});
+    }
+    test::DecodeRopeRun run;
+    run.out = download_halves(out, c.want.size());
+    run.qkv = download_halves(qkv, c.qkv.size());
+    run.keys = download_halves(keys, c.cache_elements());
+    run.values = download_halves(values, c.cache_elements());
+    return run;
+  }
+
+  // Fused against unfused through `ops` at each length, output in order and scattered.
+  void expect_fused_matches(GpuOps& ops, int heads, int kv_heads, int head_dim, std::mt19937& rng) {
+    for (int length : {1, 63, 64, 65, 300, 1000, kMaxPositions}) {
+      const test::DecodeRopeCase c = test::decode_rope_case(heads, kv_heads, head_dim, length,
+                                                            kMaxPositions, 10000.0f, 1.0f, rng);
+      for (bool scattered : {false, true}) {
+        std::string label = "H";  // piece by piece: GCC 12 -O3 warns (-Wrestrict) on "H" + ...
+        label += std::to_string(heads) + " length " + std::to_string(length);
+        if (scattered) label += " scattered";
+        const test::DecodeRopeRun unfused = decode_step(ops, c, scattered, false);
+        const test::DecodeRopeRun fused = decode_step(ops, c, scattered, true);
+        EXPECT_LE(test::relative_difference(fused.out, unfused.out), 1e-6)
+            << label << ": " << test::differing_halves(fused.out, unfused.out)
+            << " output halves differ";
+        EXPECT_EQ(test::differing_halves(fused.keys, unfused.keys), 0u) << label << ": keys";
+        EXPECT_EQ(test::differing_halves(fused.values, unfused.values), 0u) << label;
+        EXPECT_EQ(test::differing_halves(fused.qkv, c.qkv), 0u) << label << ": qkv written";
+        EXPECT_FALSE(test::any_nan(fused.keys.data() + size_t(c.position()) * c.row_elements(),
+                                   c.row_elements()))
+            << label << ": key row not written";
+        EXPECT_LE(
+            test::relative_error(fused.out, scattered ? c.scattered_want : c.want, c.want.size()),
+            kTolerance)
+            << label << ": against ref::rope + ref::attention";
+      }
+    }
+  }
+
   std::unique_ptr<KernelService> service_;
   std::unique_ptr<KernelLoader> loader_;
   std::unique_ptr<GpuOps> ops_;
@@ -141,6 +209,25 @@ TEST_F(GpuOpsAttention, RunsTheDecidedKernels) {
   EXPECT_LE(prefill_error(100, 0, rng), kTolerance);
   EXPECT_LE(decode_error(1000, rng), kTolerance) << "decided split " << other;
   EXPECT_LE(decode_error(1500, rng), kTolerance);
+}
+
+// The fused decode step (RoPE and the cache write in the attention launch) gives the bits of
+// rope_cache then attention_decode through GpuOps, with GpuOps's plan at each length, for the
+// fixture's heads and Llama-7B's (a GpuOps of its own), with and without decisions.
+TEST_F(GpuOpsAttention, FusedRopeDecodeMatchesRopeCacheThenDecode) {
+  std::mt19937 rng(733);
+  expect_fused_matches(*ops_, H, Hkv, D, rng);
+  GpuOps llama(*loader_);
+  llama.set_decode_limits(32, 32, 128, kMaxPositions);
+  expect_fused_matches(llama, 32, 32, 128, rng);
+
+  AttentionChoice choice;  // a decided split that is not the rule's
+  const auto configs = decode_split_configs(device(), {H, Hkv, D, kMaxPositions});
+  const int rule = default_decode_split(configs, H, device().sm_count, 300);
+  choice.decode_split[512] = rule == 64 ? 128 : 64;
+  ops_->set_attention_choice(choice);
+  ASSERT_EQ(ops_->decode_plan(300).split, choice.decode_split[512]);
+  expect_fused_matches(*ops_, H, Hkv, D, rng);
 }
 
 }  // namespace
