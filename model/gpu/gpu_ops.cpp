@@ -144,6 +144,10 @@ void GpuOps::attention_decode_rope(uint64_t out, uint64_t q, uint64_t key_cache,
                                    uint64_t length_in, const DecodePlan& plan, float scale,
                                    uint64_t out_position, const AttentionDecodeRope& rope,
                                    StreamView stream) {
+  // Without them the kernel would attend to a cache row nobody wrote.
+  Q4JIT_CHECK(rope.k != 0 && rope.v != 0 && rope.positions != 0 && rope.max_positions > 0,
+              "attention_decode_rope: the new token's k, v, positions and max_positions are "
+              "required");
   const AttentionDecodeConfig& cfg = decode_configs_.at(plan.split);
   const KernelVariant fused = rope_variant(cfg);
   launch_attention_decode_rope(

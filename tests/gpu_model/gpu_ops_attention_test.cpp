@@ -228,6 +228,11 @@ TEST_F(GpuOpsAttention, FusedRopeDecodeMatchesRopeCacheThenDecode) {
   ops_->set_attention_choice(choice);
   ASSERT_EQ(ops_->decode_plan(300).split, choice.decode_split[512]);
   expect_fused_matches(*ops_, H, Hkv, D, rng);
+
+  EXPECT_THROW(ops_->attention_decode_rope(0, 0, 0, 0, 0, 0, ops_->decode_plan(10), 1.0f, 0,
+                                           AttentionDecodeRope{}, {}),
+               Error)
+      << "no new token: an error, not a launch that reads an unwritten row";
 }
 
 }  // namespace
