@@ -245,6 +245,7 @@ std::string fusable_tuning_db(const fs::path& dir, const LlamaConfig& config) {
   const std::string path = (dir / "stream_winners.sqlite3").string();
   auto backend = open_gpu_backend();
   auto compiler = open_compiler();
+  backend.value()->select_device(0);
   const DeviceInfo& device = backend.value()->current_device();
   const DeviceFingerprint fingerprint = device_fingerprint(device, *compiler.value());
   const int64_t C = config.hidden_size, F = config.intermediate_size;

@@ -134,7 +134,8 @@ class GpuOpsAttention : public test::GpuTest {
         if (scattered) label += " scattered";
         const test::DecodeRopeRun unfused = decode_step(ops, c, scattered, false);
         const test::DecodeRopeRun fused = decode_step(ops, c, scattered, true);
-        EXPECT_LE(test::relative_difference(fused.out, unfused.out), 1e-6)
+        // One-unit differences in a few halves (attention_decode_rope_test.cpp: kSameBits).
+        EXPECT_LE(test::relative_difference(fused.out, unfused.out), 2e-4)
             << label << ": " << test::differing_halves(fused.out, unfused.out)
             << " output halves differ";
         EXPECT_EQ(test::differing_halves(fused.keys, unfused.keys), 0u) << label << ": keys";

@@ -35,7 +35,10 @@
 namespace q4jit {
 namespace {
 
-constexpr double kSameBits = 1e-6;   // fused against unfused: the same kernel arithmetic
+// Fused against unfused: the same arithmetic, but ptxas contracts the attention body differently
+// in the two kernels, so a few output halves differ by one unit (H100: up to 2 halves of a case,
+// 6.6e-5 relative). The caches, which take the pinned rotation only, stay bit-identical.
+constexpr double kSameBits = 2e-4;
 constexpr double kTolerance = 2e-3;  // against the fp32 reference
 constexpr int kExtraRows = 40;       // cache rows past the length, never to be read
 constexpr float kLlama3Theta = 500000.0f;
