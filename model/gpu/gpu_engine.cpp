@@ -91,7 +91,7 @@ struct Shard {
   Event handed_on;  // recorded after the copies to the next shard (split only)
   DeviceModel model;
   DeviceBuffer key_cache, value_cache;  // [layers][P][Hkv][D] fp16 each
-  DeviceBuffer inputs;                  // int32: tokens [chunk], positions [chunk], length
+  DeviceBuffer inputs;                  // int32: tokens [chunk], positions [chunk]
   DeviceBuffer step_inputs;             // int32: token, position, length of a decode step
   DeviceBuffer x, normed, scratch;      // fp16 [chunk, C]
   DeviceBuffer attention_in;            // fp16 [chunk, Nq + Nk + Nv]
@@ -299,7 +299,7 @@ void GpuEngine::State::allocate_activations(Shard& s) {
   const size_t cache = size_t(s.end_layer - s.first_layer) * max_positions * KVD * 2;
   s.key_cache = backend.allocate(std::max<size_t>(cache, 16));
   s.value_cache = backend.allocate(std::max<size_t>(cache, 16));
-  s.inputs = backend.allocate(4 * (2 * rows + 1));
+  s.inputs = backend.allocate(4 * 2 * rows);
   s.step_inputs = backend.allocate(16);
   s.x = backend.allocate(rows * C * 2);
   s.normed = backend.allocate(rows * C * 2);
@@ -628,17 +628,16 @@ void GpuEngine::State::decode_step(int first_position) {
   decode_warm = true;
 }
 
-// Tokens (zeros past tokens.size()), positions first_position.. and the length (positions
-// attended by the last token) into every shard's inputs, or a decode step's into step_inputs.
+// Tokens (zeros past tokens.size()) and positions first_position.. into every shard's inputs, or
+// a decode step's token, position and length (positions attended) into step_inputs.
 void GpuEngine::State::set_inputs(std::span<const int32_t> tokens, int rows, int first_position) {
   std::vector<int32_t> host;
   if (rows == 1) {
     host = {tokens.empty() ? 0 : tokens[0], first_position, first_position + 1};
   } else {
-    host.assign(2 * size_t(chunk) + 1, 0);
+    host.assign(2 * size_t(chunk), 0);
     std::copy(tokens.begin(), tokens.end(), host.begin());
     for (int t = 0; t < rows; ++t) host[chunk + t] = first_position + t;
-    host[2 * size_t(chunk)] = first_position + rows;
   }
   for (auto& shard : shards) {
     activate(*shard);
