@@ -16,6 +16,7 @@
 #include "cli/engine_choice.hpp"
 #include "common/error.hpp"
 #include "model/gpu/gpu_engine.hpp"
+#include "model/sampling.hpp"
 #include "model/weights.hpp"
 #include "tuner/problem_key.hpp"
 
@@ -67,15 +68,16 @@ std::vector<int32_t> random_ids(int count, int vocab_size, std::mt19937& rng) {
 }
 
 int32_t greedy(const std::vector<float>& logits) {
-  return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return argmax(logits);
 }
 
-// gen_tokens greedy steps of one token each after the cache's context, timed together; `next`
-// is the token the context's last logits chose.
+// gen_tokens greedy steps of one token each after the cache's context, timed together, as
+// `q4jit generate --greedy` runs them (Engine::decode_greedy); `next` is the token the context's
+// last logits chose.
 Speed time_decode(Engine& engine, int32_t next, int gen_tokens) {
   const int context = engine.position();
   const auto start = Clock::now();
-  for (int i = 0; i < gen_tokens; ++i) next = greedy(engine.forward({&next, 1}, false));
+  engine.decode_greedy(next, gen_tokens);
   return {context, gen_tokens, seconds_since(start)};
 }
 

@@ -9,6 +9,7 @@
 #include "kernel_sources/embedding.hpp"
 #include "kernel_sources/family.hpp"
 #include "kernel_sources/gemm_f16.hpp"
+#include "kernel_sources/greedy_token.hpp"
 #include "kernel_sources/lm_head.hpp"
 #include "kernel_sources/q4_matmul.hpp"
 #include "kernel_sources/q4_mma.hpp"
@@ -29,6 +30,7 @@ std::vector<KernelFamily> kernel_families() {
       residual_add_family(),
       logits_f32_family(),
       lm_head_family(),
+      greedy_token_family(),
       q4_matmul_family(),
       q4_mma_family(),
       dequantize_q4_family(),

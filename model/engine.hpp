@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,6 +37,17 @@ class Engine {
   // fp32 logits: [T, vocab] when all_logits, else [1, vocab] for the last token. Error (naming the
   // limit) when position()+T > max_positions(), with the cache unchanged.
   virtual std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits) = 0;
+
+  // Greedy decoding: runs `token` (the next input, not yet in the cache), takes the argmax of its
+  // logits (argmax() of sampling.hpp: the lowest id among equal maxima) as the next input, and so
+  // on for at most `count` steps. on_token gets each chosen id in order, and returning false stops
+  // there. Returns the chosen ids; the cache then holds `token` and each chosen id but the last
+  // (position() grew by their number). An engine may run steps ahead of on_token (the GPU one
+  // queues the next step before the host sees a token), so a stop can cost one step of work, but
+  // never a position. Error, with the cache unchanged, when position() + count > max_positions().
+  // The default runs forward() and argmax() per step.
+  virtual std::vector<int32_t> decode_greedy(int32_t token, int count,
+                                             const std::function<bool(int32_t)>& on_token = {});
 
   // What the engine holds now, for q4jit bench; the default reports nothing known.
   virtual MemoryUse memory_use() const { return {}; }

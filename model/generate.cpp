@@ -93,6 +93,12 @@ std::vector<int32_t> encode_prompt(const Engine& engine, const Tokenizer& tokeni
   return ids;
 }
 
+// Whether sampling is the plain argmax of the logits (greedy, no repetition penalty): then the
+// engine's decode_greedy may choose the ids.
+bool plain_greedy(const SamplingParams& sampling) {
+  return (sampling.greedy || sampling.temperature <= 0.0f) && sampling.repetition_penalty == 1.0f;
+}
+
 bool is_eos(const LlamaConfig& config, int32_t id) {
   return std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) !=
          config.eos_token_ids.end();
@@ -120,24 +126,38 @@ GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, const std::s
 
   const auto generate_start = Clock::now();
   result.stop_reason = "max_new_tokens";
-  while (static_cast<int>(result.generated_ids.size()) < options.max_new_tokens) {
-    const int32_t id = sampler.sample(logits, history);
+  // Takes a chosen id: false when generation ends with it (or before it, at EOS).
+  const auto accept = [&](int32_t id) {
     if (options.stop_at_eos && is_eos(engine.config(), id)) {
       result.stop_reason = "eos";
-      break;
+      return false;
     }
     result.generated_ids.push_back(id);
     history.push_back(id);
     if (filter.add(decoder.push(id))) {
       result.stop_reason = "stop_string";
-      break;
+      return false;
     }
-    if (static_cast<int>(result.generated_ids.size()) == options.max_new_tokens) break;
+    return static_cast<int>(result.generated_ids.size()) < options.max_new_tokens;
+  };
+  int32_t id = sampler.sample(logits, history);
+  bool going = options.max_new_tokens > 0 && accept(id);
+  while (going) {
     if (engine.position() >= engine.max_positions()) {
       result.stop_reason = "max_positions";
       break;
     }
+    if (plain_greedy(options.sampling)) {
+      // The engine chooses the ids itself (on the GPU: without a host round trip per token).
+      const int steps = std::min(options.max_new_tokens - int(result.generated_ids.size()),
+                                 engine.max_positions() - engine.position());
+      id = engine.decode_greedy(id, steps, [&](int32_t next) { return going = accept(next); })
+               .back();
+      continue;
+    }
     logits = engine.forward(std::span<const int32_t>(&id, 1), false);
+    id = sampler.sample(logits, history);
+    going = accept(id);
   }
   if (result.stop_reason != "stop_string") {
     // An incomplete character at the very end may still complete a stop string.

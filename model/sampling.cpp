@@ -25,14 +25,6 @@ bool by_logit(const Candidate& a, const Candidate& b) {
   return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
 }
 
-int32_t argmax(std::span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best] || std::isnan(logits[best])) best = static_cast<int32_t>(i);
-  }
-  return best;
-}
-
 // CTRL-style: each distinct token of the window once; positive logits divided, negative
 // multiplied, so the token always becomes less likely.
 void apply_repetition_penalty(std::span<float> logits, std::span<const int32_t> history,
@@ -113,6 +105,14 @@ void keep_typical(std::vector<Candidate>& candidates, float typical) {
 }
 
 }  // namespace
+
+int32_t argmax(std::span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best] || std::isnan(logits[best])) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 

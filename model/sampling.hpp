@@ -21,6 +21,10 @@ struct SamplingParams {
   uint64_t seed = 0;
 };
 
+// The index of the largest logit: the lowest among equal maxima; NaN loses to every number (all
+// NaN: the last index). The greedy choice, here and in the GPU's greedy_token kernel.
+int32_t argmax(std::span<const float> logits);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);

@@ -20,7 +20,7 @@ namespace q4jit {
 
 class Backend;
 
-enum class ResourceKind { buffer, stream, event, graph_exec, module };
+enum class ResourceKind { buffer, host_buffer, stream, event, graph_exec, module };
 
 // An owned platform handle, released through its backend when destroyed. Move-only.
 template <ResourceKind kKind>
@@ -54,7 +54,8 @@ class Resource {
   size_t bytes_ = 0;
 };
 
-using DeviceBuffer = Resource<ResourceKind::buffer>;  // raw() is the device address
+using DeviceBuffer = Resource<ResourceKind::buffer>;     // raw() is the device address
+using HostBuffer = Resource<ResourceKind::host_buffer>;  // raw() is the host address
 using Stream = Resource<ResourceKind::stream>;
 using Event = Resource<ResourceKind::event>;
 using GraphExec = Resource<ResourceKind::graph_exec>;
@@ -108,6 +109,10 @@ class Backend {
 
   // --- memory (copies and memset are ordered on the stream; synchronize before reading host data)
   virtual DeviceBuffer allocate(size_t bytes) = 0;
+  // Page-locked host memory. A copy between it and the device returns at once (a copy_to_host
+  // into pageable memory returns only after the stream's earlier work), so the host can read a
+  // result back while later work stays queued behind it.
+  virtual HostBuffer allocate_host(size_t bytes) = 0;
   virtual void copy_to_device(uint64_t device, const void* host, size_t bytes,
                               StreamView stream) = 0;
   virtual void copy_to_host(void* host, uint64_t device, size_t bytes, StreamView stream) = 0;
@@ -122,6 +127,8 @@ class Backend {
   // --- streams and events
   virtual Stream create_stream() = 0;
   virtual void synchronize(StreamView stream) = 0;
+  // Blocks until the work before `event`'s last record has completed on the device.
+  virtual void synchronize_event(const Event& event) = 0;
   virtual Event create_event() = 0;
   // Recorded while `stream` is being captured, the record becomes a node of the graph: each
   // replay then records it on the device (how a captured step is timed op by op).

@@ -103,6 +103,8 @@ struct Shard {
   DeviceBuffer matmul_scratch;    // the projections' scratch: gathered x, a dequantized weight
   DeviceBuffer decode_workspace;  // attention_decode's counters (zero) and partials
   std::map<DecodePlan, GraphExec> decode_graphs;  // by attention plan
+  HostBuffer readback;  // page-locked int32 [2]: greedy steps' tokens, alternately (decode_greedy)
+  Event step_done[2];   // recorded after each readback copy into the slot of the same index
 
   Backend& backend() const { return *device->backend; }
   const DeviceLayer& layer(int l) const { return model.layers[size_t(l - first_layer)]; }
@@ -152,6 +154,9 @@ struct GpuEngine::State {
   void enter(size_t i);
   void enqueue_forward(int rows, int first_position, bool all_logits);
   void decode_step(int first_position);
+  bool decode_captured(int first_position) const;
+  std::vector<int32_t> decode_greedy(int32_t token, int count,
+                                     const std::function<bool(int32_t)>& on_token);
   std::vector<float> run_chunk(std::span<const int32_t> tokens, bool all_logits);
   // A decode step reads its three inputs from step_inputs: one 12-byte copy per token.
   uint64_t tokens_address(const Shard& s, int rows) const {
@@ -419,6 +424,8 @@ void GpuEngine::State::warm_up() {
   const int32_t token = 0;
   run_chunk(std::span<const int32_t>(&token, 1), false);
   position = 0;
+  if (shards.size() == 1) decode_greedy(token, 1, {});  // loads greedy_token
+  position = 0;
 }
 
 namespace {
@@ -628,6 +635,51 @@ void GpuEngine::State::decode_step(int first_position) {
   decode_warm = true;
 }
 
+// Whether the step at first_position replays a graph already captured (or runs plainly): a capture
+// wants nothing in flight on the stream.
+bool GpuEngine::State::decode_captured(int first_position) const {
+  if (!options.graphs || !decode_warm) return true;
+  const Shard& s = *shards.front();
+  return s.decode_graphs.count(s.device->ops->decode_plan(first_position + 1)) > 0;
+}
+
+// Greedy decoding with the host out of the loop (unsplit): each step's greedy_token launch writes
+// the next step's token, position and length where the step reads them, and the host queues step
+// i + 1 before it waits for step i's token (copied back into page-locked memory, so the copy
+// returns at once), so the GPU never idles on a copy, an argmax or a launch. A stop leaves one
+// step queued past it: it runs and writes a cache row past position, which the next step
+// overwrites.
+std::vector<int32_t> GpuEngine::State::decode_greedy(int32_t token, int count,
+                                                     const std::function<bool(int32_t)>& on_token) {
+  Shard& s = *shards.front();
+  Backend& backend = s.backend();
+  if (!s.readback) {
+    s.readback = backend.allocate_host(2 * sizeof(int32_t));
+    for (Event& event : s.step_done) event = backend.create_event();
+  }
+  auto* slots = reinterpret_cast<int32_t*>(s.readback.raw());
+  const int start = position;
+  set_inputs(std::span<const int32_t>(&token, 1), 1, start);
+  const auto enqueue = [&](int step) {
+    if (!decode_captured(start + step)) backend.synchronize(s.stream);
+    decode_step(start + step);
+    s.device->ops->greedy_token(s.step_inputs.raw(), s.logits.raw(), config.vocab_size, s.stream);
+    backend.copy_to_host(slots + step % 2, s.step_inputs.raw(), sizeof(int32_t), s.stream);
+    backend.record(s.step_done[step % 2], s.stream);
+  };
+  std::vector<int32_t> chosen;
+  if (count > 0) enqueue(0);
+  for (int step = 0; step < count; ++step) {
+    if (step + 1 < count) enqueue(step + 1);
+    backend.synchronize_event(s.step_done[step % 2]);
+    chosen.push_back(slots[step % 2]);
+    if (on_token && !on_token(chosen.back())) break;
+  }
+  backend.synchronize(s.stream);
+  position = start + int(chosen.size());
+  return chosen;
+}
+
 // Tokens (zeros past tokens.size()) and positions first_position.. into every shard's inputs, or
 // a decode step's token, position and length (positions attended) into step_inputs.
 void GpuEngine::State::set_inputs(std::span<const int32_t> tokens, int rows, int first_position) {
@@ -816,6 +868,20 @@ std::vector<float> GpuEngine::forward(std::span<const int32_t> tokens, bool all_
     logits.insert(logits.end(), part.begin(), part.end());
   }
   return logits;
+}
+
+std::vector<int32_t> GpuEngine::decode_greedy(int32_t token, int count,
+                                              const std::function<bool(int32_t)>& on_token) {
+  State& s = *state_;
+  if (s.shards.size() > 1) return Engine::decode_greedy(token, count, on_token);
+  Q4JIT_CHECK(count >= 0 && int64_t(s.position) + count <= s.max_positions,
+              "decode_greedy: " + std::to_string(count) + " steps from position " +
+                  std::to_string(s.position) + " exceed max_positions " +
+                  std::to_string(s.max_positions));
+  Q4JIT_CHECK(token >= 0 && token < s.config.vocab_size,
+              "decode_greedy: token " + std::to_string(token) + " is outside the vocabulary [0, " +
+                  std::to_string(s.config.vocab_size) + ")");
+  return s.decode_greedy(token, count, on_token);
 }
 
 StepProfile GpuEngine::profile_step(int rows, int repetitions) {

@@ -106,6 +106,11 @@ class GpuEngine : public Engine {
   int position() const override;
   void reset() override;
   std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits) override;
+  // Unsplit, each step's argmax is taken on the GPU and becomes the next step's input there, and
+  // the host queues a step before it waits for the one before (State::decode_greedy); split, the
+  // Engine default (forward and a host argmax per step).
+  std::vector<int32_t> decode_greedy(int32_t token, int count,
+                                     const std::function<bool(int32_t)>& on_token = {}) override;
   MemoryUse memory_use() const override;
 
   GpuEngineStats stats() const;

@@ -6,6 +6,7 @@
 
 #include "kernel_sources/elementwise.hpp"
 #include "kernel_sources/embedding.hpp"
+#include "kernel_sources/greedy_token.hpp"
 #include "kernel_sources/lm_head.hpp"
 #include "kernel_sources/rms_norm.hpp"
 #include "tuner/attention_runner.hpp"
@@ -197,6 +198,13 @@ void GpuOps::lm_head(uint64_t logits, uint64_t x, uint64_t weight, int rows, int
   launch_kernel(loader_.backend(), function(lm_head_family(), to_string(cfg), name_expression(cfg)),
                 launch_geometry(g.grid_x, g.grid_y, g.block_x), stream, logits, x, weight, rows, C,
                 V);
+}
+
+void GpuOps::greedy_token(uint64_t step, uint64_t logits, int V, StreamView stream) {
+  const GreedyTokenConfig cfg = first_legal(space(device(), V), "greedy_token");
+  launch_kernel(loader_.backend(),
+                function(greedy_token_family(), to_string(cfg), name_expression(cfg)),
+                launch_geometry(1, 1, unsigned(cfg.block_threads)), stream, step, logits, V);
 }
 
 }  // namespace q4jit

@@ -90,6 +90,9 @@ class GpuOps {
   // fp32 logits[rows, V] = x[rows, C] W^T, W fp16 [V, C].
   void lm_head(uint64_t logits, uint64_t x, uint64_t weight, int rows, int C, int V,
                StreamView stream);
+  // step[0] = the argmax of fp32 logits[V] (the Sampler's tie order), step[1] and step[2] (a
+  // decode step's position and length) one further: the next greedy step's inputs, on the device.
+  void greedy_token(uint64_t step, uint64_t logits, int V, StreamView stream);
 
  private:
   const Function& function(const KernelFamily& family, const std::string& config,

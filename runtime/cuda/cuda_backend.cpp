@@ -123,6 +123,12 @@ DeviceBuffer CudaBackend::allocate(size_t bytes) {
   return DeviceBuffer(this, pointer, bytes);
 }
 
+HostBuffer CudaBackend::allocate_host(size_t bytes) {
+  void* pointer = nullptr;
+  Q4JIT_CU(*driver_, cuMemAllocHost, &pointer, bytes);
+  return HostBuffer(this, reinterpret_cast<uint64_t>(pointer), bytes);
+}
+
 void CudaBackend::copy_to_device(uint64_t device, const void* host, size_t bytes,
                                  StreamView stream) {
   Q4JIT_CU(*driver_, cuMemcpyHtoDAsync, device, host, bytes, as_stream(stream.raw));
@@ -166,6 +172,10 @@ Stream CudaBackend::create_stream() {
 
 void CudaBackend::synchronize(StreamView stream) {
   Q4JIT_CU(*driver_, cuStreamSynchronize, as_stream(stream.raw));
+}
+
+void CudaBackend::synchronize_event(const Event& event) {
+  Q4JIT_CU(*driver_, cuEventSynchronize, as_event(event.raw()));
 }
 
 Event CudaBackend::create_event() {
@@ -313,6 +323,9 @@ void CudaBackend::release(ResourceKind kind, uint64_t raw) noexcept {
   switch (kind) {
     case ResourceKind::buffer:
       driver_->cuMemFree(raw);
+      break;
+    case ResourceKind::host_buffer:
+      driver_->cuMemFreeHost(reinterpret_cast<void*>(raw));
       break;
     case ResourceKind::stream: {
       const std::lock_guard lock(overlapped_mutex_);

@@ -90,6 +90,12 @@ DeviceBuffer HipBackend::allocate(size_t bytes) {
   return DeviceBuffer(this, as_raw(pointer), bytes);
 }
 
+HostBuffer HipBackend::allocate_host(size_t bytes) {
+  void* pointer = nullptr;
+  Q4JIT_HIP(*hip_, hipHostMalloc, &pointer, bytes, 0u);
+  return HostBuffer(this, as_raw(pointer), bytes);
+}
+
 void HipBackend::copy_to_device(uint64_t device, const void* host, size_t bytes,
                                 StreamView stream) {
   // hipMemcpyHtoDAsync takes a non-const source it does not write.
@@ -124,6 +130,10 @@ Stream HipBackend::create_stream() {
 
 void HipBackend::synchronize(StreamView stream) {
   Q4JIT_HIP(*hip_, hipStreamSynchronize, as_stream(stream.raw));
+}
+
+void HipBackend::synchronize_event(const Event& event) {
+  Q4JIT_HIP(*hip_, hipEventSynchronize, as_event(event.raw()));
 }
 
 Event HipBackend::create_event() {
@@ -232,6 +242,9 @@ void HipBackend::release(ResourceKind kind, uint64_t raw) noexcept {
   switch (kind) {
     case ResourceKind::buffer:
       (void)hip_->hipFree(as_pointer(raw));
+      break;
+    case ResourceKind::host_buffer:
+      (void)hip_->hipHostFree(as_pointer(raw));
       break;
     case ResourceKind::stream:
       (void)hip_->hipStreamDestroy(as_stream(raw));

@@ -22,6 +22,7 @@ class HipBackend final : public Backend {
   const DeviceInfo& current_device() const override;
 
   DeviceBuffer allocate(size_t bytes) override;
+  HostBuffer allocate_host(size_t bytes) override;
   void copy_to_device(uint64_t device, const void* host, size_t bytes, StreamView stream) override;
   void copy_to_host(void* host, uint64_t device, size_t bytes, StreamView stream) override;
   void copy_on_device(uint64_t to, uint64_t from, size_t bytes, StreamView stream) override;
@@ -31,6 +32,7 @@ class HipBackend final : public Backend {
 
   Stream create_stream() override;
   void synchronize(StreamView stream) override;
+  void synchronize_event(const Event& event) override;
   Event create_event() override;
   void record(const Event& event, StreamView stream) override;
   void wait(const Event& event, StreamView stream) override;

@@ -72,6 +72,7 @@ Result<std::unique_ptr<HipLibrary>> open_hip_runtime() {
 #include "runtime/hip/hip_symbols.def"
 #undef Q4JIT_HIP_SYMBOL
   bind(hip->library, "hipMalloc", hip->hipMalloc, missing);
+  bind(hip->library, "hipHostMalloc", hip->hipHostMalloc, missing);
   hip->get_device_properties = reinterpret_cast<decltype(hip->get_device_properties)>(
       hip->library.symbol("hipGetDevicePropertiesR0000"));
   if (hip->get_device_properties == nullptr) {

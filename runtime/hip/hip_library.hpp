@@ -23,6 +23,7 @@ struct HipLibrary {
 #include "runtime/hip/hip_symbols.def"
 #undef Q4JIT_HIP_SYMBOL
   hipError_t (*hipMalloc)(void** pointer, size_t bytes) = nullptr;  // the C entry point
+  hipError_t (*hipHostMalloc)(void** pointer, size_t bytes, unsigned flags) = nullptr;  // same
   // hipGetDevicePropertiesR0000 (HIP 6) or hipGetDeviceProperties (HIP 5): the 5.x struct layout
   // these headers declare.
   decltype(&::hipGetDeviceProperties) get_device_properties = nullptr;

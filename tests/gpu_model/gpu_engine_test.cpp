@@ -306,6 +306,70 @@ TEST_P(GpuEngineSmall, FusedDecodeMatchesTheCpuAndTheUnfusedSteps) {
               GetParam().name, fused.stats().fused_decode ? "on" : "off", worst_cpu, worst_unfused);
 }
 
+// Each id decode_greedy chose (argmax on the GPU, steps queued ahead of the host) is the argmax
+// of the logits another engine computes for the same step, fed the same ids: equal, or a near tie
+// (the two differ by the order of split-K fp32 atomics). The 40 steps after a 50-token prompt
+// cross a change of attention plan (a graph captured mid-way).
+void expect_greedy_steps(GpuEngine& check, const std::vector<int32_t>& prompt, int32_t first,
+                         const std::vector<int32_t>& chosen, const std::string& label) {
+  check.reset();
+  check.forward(prompt, false);
+  int32_t input = first;
+  int near_ties = 0;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const std::vector<float> logits = check.forward(std::span<const int32_t>(&input, 1), false);
+    const int32_t best = argmax(logits);
+    if (best != chosen[i]) {
+      ASSERT_LT(logits[best] - logits[chosen[i]], 1e-3f) << label << " step " << i;
+      ++near_ties;
+    }
+    input = chosen[i];
+  }
+  EXPECT_LE(near_ties, 2) << label;
+}
+
+TEST_P(GpuEngineSmall, DecodeGreedyIsTheArgmaxOfEachStep) {
+  GpuEngine check(model_, test_options());
+  const std::vector<int32_t> prompt = random_tokens(50, 4096, 17);
+  const int32_t first = argmax(check.forward(prompt, false));
+  for (bool graphs : {true, false}) {
+    GpuEngineOptions options = test_options();
+    options.graphs = graphs;
+    GpuEngine gpu(model_, options);
+    gpu.forward(prompt, false);
+    const std::vector<int32_t> chosen = gpu.decode_greedy(first, 40);
+    ASSERT_EQ(chosen.size(), 40u);
+    EXPECT_EQ(gpu.position(), 90);
+    expect_greedy_steps(check, prompt, first, chosen, graphs ? "graphs" : "no graphs");
+
+    // Stopped after 5 by the callback: 5 ids, 5 positions; going on from there continues the
+    // same sequence.
+    gpu.reset();
+    gpu.forward(prompt, false);
+    int seen = 0;
+    const std::vector<int32_t> head =
+        gpu.decode_greedy(first, 40, [&](int32_t) { return ++seen < 5; });
+    ASSERT_EQ(head.size(), 5u);
+    EXPECT_EQ(gpu.position(), 55);
+    const std::vector<int32_t> tail = gpu.decode_greedy(head.back(), 6);
+    std::vector<int32_t> joined = head;
+    joined.insert(joined.end(), tail.begin(), tail.end());
+    expect_greedy_steps(check, prompt, first, joined, "stopped and resumed");
+  }
+}
+
+TEST_P(GpuEngineSmall, DecodeGreedyPastTheCacheThrowsAndKeepsThePosition) {
+  GpuEngineOptions options = test_options();
+  options.max_positions = 20;
+  GpuEngine gpu(model_, options);
+  gpu.forward(random_tokens(16, 4096, 18), false);
+  EXPECT_THROW(gpu.decode_greedy(5, 5), Error);
+  EXPECT_THROW(gpu.decode_greedy(4096, 1), Error);
+  EXPECT_EQ(gpu.position(), 16);
+  EXPECT_EQ(gpu.decode_greedy(5, 4).size(), 4u);
+  EXPECT_EQ(gpu.position(), 20);
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, GpuEngineSmall,
                          testing::Values(SmallVariant{"fp16", 0, false, true},
                                          SmallVariant{"g32_act_asym", 32, true, false},

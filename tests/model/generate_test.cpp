@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "model/generate.hpp"
 #include "model/ref/cpu_engine.hpp"
+#include "model/sampling.hpp"
 #include "model/weights.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -111,6 +112,38 @@ TEST(Generate, GreedyIsTheArgmaxOfTheEnginesLogitsAndRepeatable) {
     ASSERT_EQ(best, expected) << "position " << sequence.size();
     sequence.push_back(best);
   }
+}
+
+// Engine::decode_greedy's default: each chosen id is the argmax of the step's logits, a stop
+// from the callback keeps exactly the ids seen, and decoding goes on from there unchanged.
+TEST(DecodeGreedy, ChoosesTheArgmaxStopsWhenToldAndResumes) {
+  CpuEngine engine(tiny().model);
+  const std::vector<int32_t> prompt = tiny().tokenizer.encode("Once upon a time", true);
+  const int32_t first = argmax(engine.forward(prompt, false));
+  const std::vector<int32_t> all = engine.decode_greedy(first, 8);
+  ASSERT_EQ(all.size(), 8u);
+  EXPECT_EQ(engine.position(), int(prompt.size()) + 8);
+
+  CpuEngine stepped(tiny().model);
+  std::vector<float> logits = stepped.forward(prompt, false);
+  int32_t input = argmax(logits);
+  for (size_t i = 0; i < all.size(); ++i) {
+    input = argmax(stepped.forward(std::span<const int32_t>(&input, 1), false));
+    EXPECT_EQ(input, all[i]) << "step " << i;
+  }
+
+  engine.reset();
+  engine.forward(prompt, false);
+  std::vector<int32_t> seen;
+  const std::vector<int32_t> head = engine.decode_greedy(first, 8, [&](int32_t id) {
+    seen.push_back(id);
+    return seen.size() < 3;
+  });
+  EXPECT_EQ(head, seen);
+  EXPECT_EQ(head, std::vector<int32_t>(all.begin(), all.begin() + 3));
+  EXPECT_EQ(engine.position(), int(prompt.size()) + 3);
+  EXPECT_EQ(engine.decode_greedy(head.back(), 5), std::vector<int32_t>(all.begin() + 3, all.end()));
+  EXPECT_THROW(engine.decode_greedy(first, engine.max_positions()), Error);
 }
 
 TEST(Generate, StopStringEndsTextBeforeItAndIsNeverStreamed) {

@@ -198,6 +198,31 @@ TEST(GpuRuntime, GraphCaptureAndReplay) {
   expect_close(download(*gpu.backend, run, c.x.size()), reference(c, 1e-5f), "graph replay");
 }
 
+// Page-locked host memory: a copy into it is queued behind the stream's work and an event says
+// when it landed; the next copy into the other slot can be queued before the host reads the first.
+TEST(GpuRuntime, PageLockedReadbackWithEvents) {
+  Q4JIT_REQUIRE_GPU(gpu);
+  Backend& backend = *gpu.backend;
+  const HostBuffer host = backend.allocate_host(8);
+  ASSERT_NE(host.raw(), 0u);
+  EXPECT_EQ(host.bytes(), 8u);
+  auto* slots = reinterpret_cast<int32_t*>(host.raw());
+  slots[0] = slots[1] = -1;
+  const std::vector<int32_t> values = {1234567, -7654321};
+  const DeviceBuffer device = backend.allocate(8);
+  const Stream stream = backend.create_stream();
+  backend.copy_to_device(device.raw(), values.data(), 8, stream);
+  Event done[2] = {backend.create_event(), backend.create_event()};
+  for (int i = 0; i < 2; ++i) {
+    backend.copy_to_host(slots + i, device.raw() + 4 * uint64_t(i), 4, stream);
+    backend.record(done[i], stream);
+  }
+  backend.synchronize_event(done[0]);
+  EXPECT_EQ(slots[0], values[0]);
+  backend.synchronize_event(done[1]);
+  EXPECT_EQ(slots[1], values[1]);
+}
+
 // Runs in a child process started by WarmStartFromAnotherProcess; skipped otherwise.
 TEST(GpuRuntime, WarmStartChild) {
   if (std::getenv("Q4JIT_WARM_START_CHILD") == nullptr)
