@@ -8,7 +8,10 @@
 //            and cut into one equal contiguous range of chunks per warp of the persistent grid,
 //            so every warp streams the same bytes. Per chunk a warp issues all its weight loads,
 //            the group's scales and zeros and the chunk's x (through L1, or gathered via x_map)
-//            at once, then uses them; occupancy hides the latency. The loop has no bounds checks
+//            at once, then uses them; occupancy hides the latency. The first chunk's weights,
+//            scales and zeros are requested before the grid dependency wait (no kernel writes
+//            them), so under programmatic dependent launch their latency overlaps the previous
+//            kernel's tail and a fused norm's prologue. The loop has no bounds checks
 //            (a partial last tile reads clamped columns and stores nothing for them), no block
 //            barriers and no shared memory, so the instructions per weight word stay few.
 // Hand-on:   a warp that covered a whole tile stores fp16 out directly; otherwise it adds its
@@ -52,6 +55,8 @@ struct DirectInput {
   const __half* x;
   const int* x_map;
   int K;
+  template <int kThreads>
+  __device__ __forceinline__ void prepare() {}
   __device__ __forceinline__ void begin_chunk(int /*row0*/) const {}
   __device__ __forceinline__ void pairs(int m_row, int row, int /*b*/, __half2 (&p)[4]) const {
     load_pairs<kGather>(x, x_map, K, m_row, row, p);
@@ -69,6 +74,10 @@ struct StagedInput {
   static constexpr int kPerLane = kChunkRows * 8 / 32;
   __half* staged;  // this warp's kChunkRows * 8 halves, 16-byte aligned
   Compute compute;
+  template <int kThreads>
+  __device__ __forceinline__ void prepare() {
+    compute.template prepare<kThreads>();
+  }
   __device__ __forceinline__ void begin_chunk(int row0) const {
     const int lane = threadIdx.x % 32;
     __syncwarp();  // the previous chunk's rows are read
@@ -80,6 +89,27 @@ struct StagedInput {
   }
 };
 
+// 1 / rms of row 0 of x (+ delta), K values (K % 8 == 0), with the whole block: every block of
+// a fused norm computes it (K is a hidden row: a few KB from L2), so no launch sits between.
+template <int kThreads>
+__device__ __forceinline__ float inverse_rms_of(const __half* x, const __half* delta, int K,
+                                                float eps) {
+  using Vector = q4jit_device::HalfVector<8>;
+  float sum = 0.0f;
+#pragma unroll 4  // a 4096 row at 128 threads: every load in flight at once
+  for (int i = threadIdx.x * 8; i < K; i += kThreads * 8) {
+    Vector v = *reinterpret_cast<const Vector*>(x + i);
+    if (delta != nullptr) {
+      const Vector d = *reinterpret_cast<const Vector*>(delta + i);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v.value[j] = q4jit_device::add_rounded(v.value[j], d.value[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sum += __half2float(v.value[j]) * __half2float(v.value[j]);
+  }
+  return rsqrtf(q4jit_device::block_sum<kThreads>(sum) / K + eps);
+}
+
 // x = rms_norm(producer + delta) * weight, in the weights' row order (through x_map when the
 // weights are act-order sorted): the add_rms_norm kernel's arithmetic, without its write-back.
 template <bool kGather>
@@ -88,7 +118,13 @@ struct NormCompute {
   const __half* delta;  // or null
   const __half* weight;
   const int* x_map;
-  float inverse_rms;
+  int K;
+  float eps;
+  float inverse_rms = 0.0f;  // prepare(): after the producer's row is complete
+  template <int kThreads>
+  __device__ __forceinline__ void prepare() {
+    inverse_rms = inverse_rms_of<kThreads>(x, delta, K, eps);
+  }
   template <int kCount>
   __device__ __forceinline__ void values(int first, __half* out) const {
     using Vector = q4jit_device::HalfVector<kCount>;
@@ -116,6 +152,8 @@ struct NormCompute {
 struct SiluCompute {
   const __half* gate;
   const __half* up;
+  template <int kThreads>
+  __device__ __forceinline__ void prepare() {}
   template <int kCount>
   __device__ __forceinline__ void values(int first, __half* out) const {
     using Vector = q4jit_device::HalfVector<kCount>;
@@ -128,27 +166,6 @@ struct SiluCompute {
     *reinterpret_cast<Vector*>(out) = result;
   }
 };
-
-// 1 / rms of row 0 of x (+ delta), K values (K % 8 == 0), with the whole block: every block of
-// a fused norm computes it (K is a hidden row: a few KB from L2), so no launch sits between.
-template <int kThreads>
-__device__ __forceinline__ float inverse_rms_of(const __half* x, const __half* delta, int K,
-                                                float eps) {
-  using Vector = q4jit_device::HalfVector<8>;
-  float sum = 0.0f;
-#pragma unroll 4  // a 4096 row at 128 threads: every load in flight at once
-  for (int i = threadIdx.x * 8; i < K; i += kThreads * 8) {
-    Vector v = *reinterpret_cast<const Vector*>(x + i);
-    if (delta != nullptr) {
-      const Vector d = *reinterpret_cast<const Vector*>(delta + i);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v.value[j] = q4jit_device::add_rounded(v.value[j], d.value[j]);
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) sum += __half2float(v.value[j]) * __half2float(v.value[j]);
-  }
-  return rsqrtf(q4jit_device::block_sum<kThreads>(sum) / K + eps);
-}
 
 // Where finished sums go: out[index] = half(sum), or into the residual row:
 // residual[index] = half(half(residual + delta) + half(sum)), the two residual adds of a layer
@@ -169,10 +186,56 @@ struct ResidualOutput {
   }
 };
 
+// What one chunk needs from memory besides x: its weight words and its group's scales and zeros.
+template <int kVector, int kLoads, int kChunkRows>
+struct ChunkLoads {
+  q4jit_device::WeightWords<kVector> words[kChunkRows][kLoads];
+  q4jit_device::HalfVector<kVector> group_scales[kLoads];
+  unsigned zero_words[kLoads];
+
+  // Requests all of it at once (chunk `chunk`, group `group`, the lanes' columns).
+  __device__ __forceinline__ void request(const unsigned* __restrict__ qweight,
+                                          const __half* __restrict__ scales,
+                                          const unsigned* __restrict__ qzeros, int N, int chunk,
+                                          int group, const int (&column)[kLoads]) {
+    const unsigned* weights = qweight + size_t(chunk) * kChunkRows * N;
+#pragma unroll
+    for (int b = 0; b < kChunkRows; ++b) {
+#pragma unroll
+      for (int l = 0; l < kLoads; ++l)
+        words[b][l] = q4jit_device::load_weight_words<kVector>(weights + size_t(b) * N + column[l]);
+    }
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      group_scales[l] = *reinterpret_cast<const q4jit_device::HalfVector<kVector>*>(
+          scales + size_t(group) * N + column[l]);
+      zero_words[l] =
+          __ldg(qzeros + size_t(group) * (N / 8) + column[l] / 8) >> (4 * (column[l] % 8));
+    }
+  }
+};
+
+// The lanes' columns of `tile`: load l covers column[l] .. + kVector - 1, kept inside the matrix
+// (a partial last tile reads clamped columns and `stored` says which to write).
+template <int kVector, int kLoads>
+__device__ __forceinline__ void tile_columns(int tile, int N, int (&column)[kLoads],
+                                             bool (&stored)[kLoads]) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int l = 0; l < kLoads; ++l) {
+    const int wanted = tile * (32 * kLoads * kVector) + l * 32 * kVector + lane * kVector;
+    stored[l] = wanted < N;
+    column[l] = min(wanted, N - kVector);
+  }
+}
+
+// The loop. The warp's first chunk is requested before the grid dependency wait (weights, scales
+// and zeros are never written by a kernel), so its latency overlaps the previous kernel's tail
+// and the input's prepare() (a fused norm's sum of squares) instead of following them.
 template <int kThreads, int kColumns, int kLoadBits, int kRowsM, bool kHalfAccumulate,
           int kChunkRows, class Input, class Output>
 __device__ __forceinline__ void stream(const Output& output, float* __restrict__ workspace,
-                                       unsigned* __restrict__ tile_counters, const Input& input,
+                                       unsigned* __restrict__ tile_counters, Input input,
                                        const unsigned* __restrict__ qweight,
                                        const __half* __restrict__ scales,
                                        const unsigned* __restrict__ qzeros, int M, int K, int N,
@@ -197,20 +260,26 @@ __device__ __forceinline__ void stream(const Output& output, float* __restrict__
   const int passes = (M + kRowsM - 1) / kRowsM;
   const unsigned tile_total = unsigned(passes) * unsigned(tile_chunks);  // counter when complete
 
+  ChunkLoads<kVector, kLoads, kChunkRows> loads;
+  bool preloaded = range_begin < range_end;
+  if (preloaded) {
+    int column[kLoads];
+    bool stored[kLoads];
+    tile_columns<kVector>(int(range_begin / tile_chunks), N, column, stored);
+    const int chunk = int(range_begin % tile_chunks);
+    loads.request(qweight, scales, qzeros, N, chunk, chunk * kChunkRows / rows_per_group, column);
+  }
+  q4jit_device::grid_dependency_begin();
+  input.template prepare<kThreads>();
+
   for (long long at = range_begin; at < range_end;) {
     const int tile = int(at / tile_chunks);
     const int chunk_begin = int(at % tile_chunks);
     const int chunk_end = int(min((long long)tile_chunks, chunk_begin + (range_end - at)));
     at += chunk_end - chunk_begin;
-    // Load l covers column[l] .. + kVector - 1, kept inside the matrix.
     int column[kLoads];
     bool stored[kLoads];
-#pragma unroll
-    for (int l = 0; l < kLoads; ++l) {
-      const int wanted = tile * kTileColumns + l * 32 * kVector + lane * kVector;
-      stored[l] = wanted < N;
-      column[l] = min(wanted, N - kVector);
-    }
+    tile_columns<kVector>(tile, N, column, stored);
 
     for (int pass = 0; pass < passes; ++pass) {
       const int m0 = pass * kRowsM;
@@ -218,7 +287,6 @@ __device__ __forceinline__ void stream(const Output& output, float* __restrict__
       Accumulator acc[kRowsM][kColumns];
       int group = chunk_begin * kChunkRows / rows_per_group;
       int group_end = (group + 1) * rows_per_group;  // first packed row past the group
-      const unsigned* weights = qweight + size_t(chunk_begin) * kChunkRows * N;
       for (int chunk = chunk_begin; chunk < chunk_end; ++chunk) {
         const int row0 = chunk * kChunkRows;
         if (row0 >= group_end) {  // chunks divide groups: at most one step
@@ -226,23 +294,11 @@ __device__ __forceinline__ void stream(const Output& output, float* __restrict__
           group_end += rows_per_group;
         }
         // Everything the chunk needs is requested before any of it is used.
-        WeightWords<kVector> words[kChunkRows][kLoads];
-#pragma unroll
-        for (int b = 0; b < kChunkRows; ++b) {
-#pragma unroll
-          for (int l = 0; l < kLoads; ++l)
-            words[b][l] = load_weight_words<kVector>(weights + size_t(b) * N + column[l]);
-        }
-        weights += size_t(kChunkRows) * N;
-        HalfVector<kVector> group_scales[kLoads];
-        unsigned zero_words[kLoads];
-#pragma unroll
-        for (int l = 0; l < kLoads; ++l) {
-          group_scales[l] =
-              *reinterpret_cast<const HalfVector<kVector>*>(scales + size_t(group) * N + column[l]);
-          zero_words[l] =
-              __ldg(qzeros + size_t(group) * (N / 8) + column[l] / 8) >> (4 * (column[l] % 8));
-        }
+        if (!preloaded) loads.request(qweight, scales, qzeros, N, chunk, group, column);
+        preloaded = false;
+        const auto& words = loads.words;
+        const auto& group_scales = loads.group_scales;
+        const auto& zero_words = loads.zero_words;
         // x of row b for pass row m (zero past M): the whole chunk's up front when read
         // directly; a gather (two dependent loads) waits until its row is used, in fewer
         // registers.
@@ -401,7 +457,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
                      const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
                      int K, int N, int group_size) {
   q4_stream_detail::prefetch_first_chunks<kThreads, kColumns, kChunkRows>(qweight, K, N);
-  q4jit_device::grid_dependency_begin();
   static_assert(kThreads == 64 || kThreads == 128 || kThreads == 256, "kThreads: 64, 128, 256");
   static_assert(kColumns == 2 || kColumns == 4 || kColumns == 8, "kColumns: 2, 4 or 8");
   static_assert(kLoadBits == 64 || kLoadBits == 128, "kLoadBits: 64 or 128");
@@ -454,7 +509,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
                            int M, int K, int N, int group_size, Q4StreamFusion fusion) {
   using namespace q4_stream_detail;
   prefetch_first_chunks<kThreads, kColumns, kChunkRows>(qweight, K, N);
-  q4jit_device::grid_dependency_begin();
   static_assert(kInput >= kStreamInputDirect && kInput <= kStreamInputSilu, "kInput: 0, 1, 2");
   __shared__ __align__(16) __half staged[kThreads / 32][kChunkRows * 8];
   __half* warp_staged = staged[threadIdx.x / 32];
@@ -470,13 +524,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     }
   };
   if constexpr (kInput == kStreamInputNorm) {
-    const float inverse_rms = inverse_rms_of<kThreads>(x, fusion.input_delta, K, fusion.eps);
     if (x_map != nullptr) {
       run(StagedInput<kChunkRows, NormCompute<true>>{
-          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, inverse_rms}});
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
     } else {
       run(StagedInput<kChunkRows, NormCompute<false>>{
-          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, inverse_rms}});
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
     }
   } else if constexpr (kInput == kStreamInputSilu) {
     run(StagedInput<kChunkRows, SiluCompute>{warp_staged, {x, fusion.up}});
