@@ -145,6 +145,8 @@ struct GpuEngine::State {
   }
   void prepare_rows(int rows);
   void prepare_fused_decode();
+  void choose_fused_decode();
+  double replayed_step_us(int first_position, int repetitions);
   void warm_up();
   void tune(DeviceRuntime& device, const Model& model_in);
   void run_layer(Shard& s, int l, int rows, int first_position, const DecodePlan& plan);
@@ -389,7 +391,7 @@ void GpuEngine::State::prepare_fused_decode() {
       dispatch.prepare_fused(layer.down, kSiluResidual);
     }
   }
-  progress("decode: norms, SiLU and residual adds fused into the projections");
+  progress("decode: the projections have fused forms (norms, SiLU and residual adds in them)");
 }
 
 // --tune auto: tunes what the database lacks for this model on this device (nothing, and at
@@ -412,6 +414,21 @@ void GpuEngine::State::tune(DeviceRuntime& device, const Model& model_in) {
     progress("decided " + std::to_string(result.counters.attention) + " attention kernels");
 }
 
+// Median microseconds of `run` over `repetitions`, between events on the stream.
+template <typename Run>
+double median_us(Backend& backend, const Stream& stream, int repetitions, Run run) {
+  std::vector<double> times;
+  const Event start = backend.create_event(), end = backend.create_event();
+  for (int i = 0; i < repetitions; ++i) {
+    backend.record(start, stream);
+    run();
+    backend.record(end, stream);
+    times.push_back(1000.0 * backend.elapsed_ms(start, end));
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 // Loads every kernel a request can need now, not in the middle of the first one: the projections
 // at each M bucket up to a chunk, then one chunk-sized prefill (all logits) and one decode step
 // for the ops. The cache is emptied afterwards.
@@ -425,7 +442,51 @@ void GpuEngine::State::warm_up() {
   run_chunk(std::span<const int32_t>(&token, 1), false);
   position = 0;
   if (shards.size() == 1) decode_greedy(token, 1, {});  // loads greedy_token
+  choose_fused_decode();
   position = 0;
+}
+
+// A decode step at first_position run plainly (loading its kernels), captured and replayed:
+// the median of `repetitions` replays, in microseconds, summed over the shards.
+double GpuEngine::State::replayed_step_us(int first_position, int repetitions) {
+  const int32_t token = 0;
+  set_inputs(std::span<const int32_t>(&token, 1), 1, first_position);
+  decode_step(first_position);
+  decode_step(first_position);
+  double us = 0;
+  for (auto& shard : shards) {
+    Shard& s = *shard;
+    activate(s);
+    const auto graph = s.decode_graphs.find(s.device->ops->decode_plan(first_position + 1));
+    us += median_us(s.backend(), s.stream, repetitions,
+                    [&] { s.backend().launch_graph(graph->second, s.stream); });
+  }
+  return us;
+}
+
+// fuse_decode_when_faster: times a decode step fused and unfused (graphs of both, at a short
+// context) and keeps the faster; the graphs of the other are dropped.
+void GpuEngine::State::choose_fused_decode() {
+  if (!stats.fused_decode || !options.fuse_decode_when_faster || !options.graphs) return;
+  const int at = std::min(128, max_positions - 1);
+  const auto drop_graphs = [&] {
+    for (auto& shard : shards) {
+      activate(*shard);
+      shard->backend().synchronize(shard->stream);
+      shard->decode_graphs.clear();
+    }
+  };
+  stats.fused_step_us = replayed_step_us(at, 20);
+  drop_graphs();
+  stats.fused_decode = false;
+  stats.unfused_step_us = replayed_step_us(at, 20);
+  stats.fused_decode = stats.fused_step_us < stats.unfused_step_us;
+  if (stats.fused_decode) drop_graphs();
+  char line[160];
+  std::snprintf(line, sizeof line, "decode: a fused step %.0f us, unfused %.0f us: %s",
+                stats.fused_step_us, stats.unfused_step_us,
+                stats.fused_decode ? "fused" : "unfused");
+  progress(line);
 }
 
 namespace {
@@ -696,21 +757,6 @@ void GpuEngine::State::set_inputs(std::span<const int32_t> tokens, int rows, int
     const uint64_t target = rows == 1 ? shard->step_inputs.raw() : shard->inputs.raw();
     shard->backend().copy_to_device(target, host.data(), host.size() * 4, shard->stream);
   }
-}
-
-// Median microseconds of `run` over `repetitions`, between events on the stream.
-template <typename Run>
-double median_us(Backend& backend, const Stream& stream, int repetitions, Run run) {
-  std::vector<double> times;
-  const Event start = backend.create_event(), end = backend.create_event();
-  for (int i = 0; i < repetitions; ++i) {
-    backend.record(start, stream);
-    run();
-    backend.record(end, stream);
-    times.push_back(1000.0 * backend.elapsed_ms(start, end));
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
 }
 
 namespace {

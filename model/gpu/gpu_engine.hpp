@@ -43,6 +43,10 @@ struct GpuEngineOptions {
   // six launches per layer instead of nine. Off: the separate kernels (perplexity --validate
   // and tests compare the two).
   bool fuse_decode = true;
+  // Keep the fused decode step only when it measured faster than the unfused one at load (a
+  // replayed step each, before the first request): which is faster depends on the tuned kernels
+  // (a fused norm's gather costs more per chunk with narrow tiles). False: fused whenever legal.
+  bool fuse_decode_when_faster = true;
   // Every GPTQ projection takes this path (perplexity --validate); none: the tuned choice.
   std::optional<MatmulPath> force_path;
   std::string tuning_db;  // file; empty: default_tuning_db_path()
@@ -63,6 +67,9 @@ struct GpuEngineStats {
   int64_t graph_captures = 0;  // one per shard and attention plan
   int64_t graph_replays = 0;
   bool fused_decode = false;  // decode steps run the fused projections (fuse_decode and legal)
+  // The load-time measurement behind fuse_decode_when_faster: one decode step (microseconds,
+  // median of replays) fused and unfused; zeros when not measured.
+  double fused_step_us = 0, unfused_step_us = 0;
 };
 
 // One shard of the engine: where it runs, what it holds (bytes on its device).

@@ -278,6 +278,7 @@ TEST_P(GpuEngineSmall, FusedDecodeMatchesTheCpuAndTheUnfusedSteps) {
   if (GetParam().group_size == 0) GTEST_SKIP() << "fp16 model: no GPTQ projections to fuse";
   GpuEngineOptions options = test_options();
   options.tuning_db = fusable_tuning_db(dir_.path(), model_.config);
+  options.fuse_decode_when_faster = false;
   GpuEngine fused(model_, options);
   EXPECT_EQ(fused.stats().fused_decode, GetParam().fused)
       << "every layer fuses exactly when its projections are each one stream-K GEMV";
@@ -368,6 +369,29 @@ TEST_P(GpuEngineSmall, DecodeGreedyPastTheCacheThrowsAndKeepsThePosition) {
   EXPECT_EQ(gpu.position(), 16);
   EXPECT_EQ(gpu.decode_greedy(5, 4).size(), 4u);
   EXPECT_EQ(gpu.position(), 20);
+}
+
+// By default the engine times a fused and an unfused decode step at load and keeps the faster.
+TEST_P(GpuEngineSmall, FusedDecodeIsKeptOnlyWhenMeasuredFaster) {
+  if (!GetParam().fused || GetParam().group_size == 0) GTEST_SKIP() << "no fused form to choose";
+  GpuEngineOptions options = test_options();
+  options.tuning_db = fusable_tuning_db(dir_.path(), model_.config);
+  GpuEngine gpu(model_, options);
+  const GpuEngineStats stats = gpu.stats();
+  ASSERT_GT(stats.fused_step_us, 0.0);
+  ASSERT_GT(stats.unfused_step_us, 0.0);
+  EXPECT_EQ(stats.fused_decode, stats.fused_step_us < stats.unfused_step_us);
+  CpuEngine cpu(model_);
+  const std::vector<int32_t> prompt = random_tokens(9, 4096, 19);
+  const std::vector<float> want = cpu.forward(prompt, false);
+  EXPECT_LE(relative_error(gpu.forward(prompt, false), want), kRandomModelTolerance);
+  int32_t next = argmax(want);
+  EXPECT_LE(relative_error(gpu.forward(std::span<const int32_t>(&next, 1), false),
+                           cpu.forward(std::span<const int32_t>(&next, 1), false)),
+            kRandomModelTolerance)
+      << "a decode step after the choice";
+  std::printf("%s: fused step %.1f us, unfused %.1f us: %s\n", GetParam().name, stats.fused_step_us,
+              stats.unfused_step_us, stats.fused_decode ? "fused" : "unfused");
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, GpuEngineSmall,
