@@ -1,7 +1,8 @@
 // The fused decode attention (attention_decode_rope_kernel: RoPE of the new token, its key and
 // value into the cache and attention over the cache in one launch). No GPU: its variants' names,
 // and NVRTC compiles of the fused variants for sm_75, sm_80, sm_86, sm_89 and sm_90 (the whole
-// space for sm_90, the engine's configurations for the others; skipped without NVRTC). On a GPU
+// space for sm_90, the engine's configurations for the others) and of the unfused kernels of the
+// engine's configurations for the architectures below sm_90 (skipped without NVRTC). On a GPU
 // (skipped without one), every legal configuration against rope_cache then attention_decode with
 // the same configuration and splits, on fresh random inputs with outputs and cache rows from the
 // new position on poisoned: the same output bits (relative difference <= 1e-6), the same caches in
@@ -76,17 +77,22 @@ TEST(AttentionDecodeRopeVariants, NamesFollowTheConfig) {
   }
 }
 
-// The fused variants in programs of 8; every architecture the engine targets.
-std::vector<CompileRequest> fused_requests(const std::vector<AttentionDecodeConfig>& configs,
-                                           int sm) {
+// The fused variants (or the unfused kernels) in programs of 8; every architecture the engine
+// targets.
+KernelVariant variant_of(const AttentionDecodeConfig& cfg, bool fused) {
+  return fused ? rope_variant(cfg) : KernelVariant{to_string(cfg), name_expression(cfg)};
+}
+
+std::vector<CompileRequest> compile_requests(const std::vector<AttentionDecodeConfig>& configs,
+                                             int sm, bool fused) {
   const KernelFamily family = attention_decode_family();
   std::vector<CompileRequest> requests;
   for (size_t i = 0; i < configs.size(); i += 8) {
-    CompileRequest request = make_request(family, rope_variant(configs[i]), {sm, false});
+    CompileRequest request = make_request(family, variant_of(configs[i], fused), {sm, false});
     request.config += "+";  // piece by piece: GCC 12 -O3 warns (-Wrestrict) on "+" + string
     request.config += std::to_string(std::min<size_t>(8, configs.size() - i) - 1);
     for (size_t j = i + 1; j < std::min(configs.size(), i + 8); ++j)
-      request.name_expressions.push_back(rope_variant(configs[j]).name_expression);
+      request.name_expressions.push_back(variant_of(configs[j], fused).name_expression);
     requests.push_back(std::move(request));
   }
   return requests;
@@ -120,7 +126,7 @@ TEST(AttentionDecodeRopeCompile, FusedVariantsForEachArchitecture) {
         sm == 90 ? attention_decode_configs() : engine_configs();
     kernels += configs.size();
     for (const Result<CompiledKernel>& result :
-         service.get_all(fused_requests(configs, sm), jobs)) {
+         service.get_all(compile_requests(configs, sm, true), jobs)) {
       if (!result) {
         ++failed;
         ADD_FAILURE() << "sm_" << sm << ": " << result.error().describe();
@@ -132,6 +138,27 @@ TEST(AttentionDecodeRopeCompile, FusedVariantsForEachArchitecture) {
               kernels,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
               failed);
+}
+
+// The unfused kernels of the engine's configurations for the architectures below sm_90 (OpsCompile
+// compiles the whole space for sm_90): the two kernels share the body but not its kRope branches.
+TEST(AttentionDecodeRopeCompile, UnfusedEngineVariantsForEachArchitecture) {
+  auto compiler = open_compiler();
+  if (!compiler) GTEST_SKIP() << "no NVRTC: " << compiler.error().what();
+  KernelService service(*compiler.value(), nullptr);
+  const int jobs = std::max(1u, std::thread::hardware_concurrency());
+  int compiled = 0;
+  for (int sm : {75, 80, 86, 89}) {
+    for (const Result<CompiledKernel>& result :
+         service.get_all(compile_requests(engine_configs(), sm, false), jobs)) {
+      if (result) {
+        ++compiled;
+      } else {
+        ADD_FAILURE() << "sm_" << sm << ": " << result.error().describe();
+      }
+    }
+  }
+  EXPECT_EQ(compiled, 4) << "one program of the 8 configurations per architecture";
 }
 
 // --- GPU
