@@ -78,7 +78,7 @@ struct StagedInput {
   __device__ __forceinline__ void prepare() {
     compute.template prepare<kThreads>();
   }
-  __device__ __forceinline__ void begin_chunk(int row0) const {
+  __device__ __forceinline__ void begin_chunk(int row0) {
     const int lane = threadIdx.x % 32;
     __syncwarp();  // the previous chunk's rows are read
     compute.template values<kPerLane>(row0 * 8 + lane * kPerLane, staged + lane * kPerLane);
@@ -112,7 +112,11 @@ __device__ __forceinline__ float inverse_rms_of(const __half* x, const __half* d
 
 // x = rms_norm(producer + delta) * weight, in the weights' row order (through x_map when the
 // weights are act-order sorted): the add_rms_norm kernel's arithmetic, without its write-back.
-template <bool kGather>
+// Gathering, a lane requests the x_map entries of its values in the warp's next chunk (the next
+// one of the tile) while this chunk's values load, so that a chunk waits on one L2 round trip
+// (the values) rather than two (x_map, then the values); at a tile's end the guess misses and
+// the entries load in the chunk that needs them.
+template <bool kGather, int kPerLane>
 struct NormCompute {
   const __half* x;
   const __half* delta;  // or null
@@ -121,22 +125,39 @@ struct NormCompute {
   int K;
   float eps;
   float inverse_rms = 0.0f;  // prepare(): after the producer's row is complete
+  int next_first = -1;       // kGather: whose x_map entries next_source holds
+  int next_source[kPerLane];
   template <int kThreads>
   __device__ __forceinline__ void prepare() {
     inverse_rms = inverse_rms_of<kThreads>(x, delta, K, eps);
   }
   template <int kCount>
-  __device__ __forceinline__ void values(int first, __half* out) const {
+  __device__ __forceinline__ void values(int first, __half* out) {
+    static_assert(kCount == kPerLane, "one lane's share of a chunk");
     using Vector = q4jit_device::HalfVector<kCount>;
     int source[kCount];
+    const bool prefetched = first == next_first;
 #pragma unroll
-    for (int j = 0; j < kCount; ++j) source[j] = kGather ? __ldg(x_map + first + j) : first + j;
+    for (int j = 0; j < kCount; ++j) {
+      if constexpr (kGather) {
+        source[j] = prefetched ? next_source[j] : __ldg(x_map + first + j);
+      } else {
+        source[j] = first + j;
+      }
+    }
     __half v[kCount], d[kCount], w[kCount];
 #pragma unroll
     for (int j = 0; j < kCount; ++j) {
       v[j] = x[source[j]];
       d[j] = delta != nullptr ? delta[source[j]] : __ushort_as_half(0);
       w[j] = weight[source[j]];
+    }
+    if constexpr (kGather) {
+      next_first = first + 32 * kCount;  // this lane's values in the next chunk
+      if (next_first < K) {
+#pragma unroll
+        for (int j = 0; j < kCount; ++j) next_source[j] = __ldg(x_map + next_first + j);
+      }
     }
     Vector result;
 #pragma unroll
@@ -155,7 +176,7 @@ struct SiluCompute {
   template <int kThreads>
   __device__ __forceinline__ void prepare() {}
   template <int kCount>
-  __device__ __forceinline__ void values(int first, __half* out) const {
+  __device__ __forceinline__ void values(int first, __half* out) {
     using Vector = q4jit_device::HalfVector<kCount>;
     const Vector g = *reinterpret_cast<const Vector*>(gate + first);
     const Vector u = *reinterpret_cast<const Vector*>(up + first);
@@ -525,10 +546,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   };
   if constexpr (kInput == kStreamInputNorm) {
     if (x_map != nullptr) {
-      run(StagedInput<kChunkRows, NormCompute<true>>{
+      run(StagedInput<kChunkRows, NormCompute<true, kChunkRows / 4>>{
           warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
     } else {
-      run(StagedInput<kChunkRows, NormCompute<false>>{
+      run(StagedInput<kChunkRows, NormCompute<false, kChunkRows / 4>>{
           warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
     }
   } else if constexpr (kInput == kStreamInputSilu) {
