@@ -556,17 +556,26 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
   const float theta = config.rope_theta;
   const float rope_scale =
       config.rope_scaling.kind == RopeScaling::Kind::linear ? config.rope_scaling.factor : 1.0f;
-  ops.rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
-                 parts[1], parts[2], keys, values, positions_address(s, rows), theta, rope_scale,
-                 stream);
-  mark(s, "rope");
+  const bool rope_in_attention = rows == 1 && options.fuse_decode_rope;
+  if (!rope_in_attention) {
+    ops.rope_cache({rows, H, Hkv, D, strides[0], strides[1], strides[2], max_positions}, parts[0],
+                   parts[1], parts[2], keys, values, positions_address(s, rows), theta, rope_scale,
+                   stream);
+    mark(s, "rope");
+  }
   const float scale = 1.0f / std::sqrt(float(D));
   // Decode attention writes its output in the o projection's sorted order (no gather launch).
   const bool o_sorted = rows == 1 && layer.o.quantized && layer.o.shape.act_order;
-  if (rows == 1) {
+  const uint64_t o_order = o_sorted ? layer.o.sorted_of.raw() : 0;
+  if (rope_in_attention) {
+    const AttentionDecodeRope rope{parts[1],      parts[2], positions_address(s, rows),
+                                   max_positions, theta,    rope_scale};
+    ops.attention_decode_rope(s.attention_out.raw(), parts[0], keys, values,
+                              s.decode_workspace.raw(), length_address(s), plan, scale, o_order,
+                              rope, stream);
+  } else if (rows == 1) {
     ops.attention_decode(s.attention_out.raw(), parts[0], keys, values, s.decode_workspace.raw(),
-                         length_address(s), plan, scale, o_sorted ? layer.o.sorted_of.raw() : 0,
-                         stream);
+                         length_address(s), plan, scale, o_order, stream);
   } else {
     ops.attention_prefill({rows, first_position, H, Hkv, D, strides[0], H * D},
                           s.attention_out.raw(), parts[0], keys, values, scale, stream);

@@ -47,6 +47,9 @@ struct GpuEngineOptions {
   // replayed step each, before the first request): which is faster depends on the tuned kernels
   // (a fused norm's gather costs more per chunk with narrow tiles). False: fused whenever legal.
   bool fuse_decode_when_faster = true;
+  // Decode steps rotate the token's q and k and write the cache inside attention
+  // (GpuOps::attention_decode_rope): one launch per layer instead of rope_cache + attention.
+  bool fuse_decode_rope = true;
   // Every GPTQ projection takes this path (perplexity --validate); none: the tuned choice.
   std::optional<MatmulPath> force_path;
   std::string tuning_db;  // file; empty: default_tuning_db_path()
