@@ -51,6 +51,10 @@ class Engine {
 
   // What the engine holds now, for q4jit bench; the default reports nothing known.
   virtual MemoryUse memory_use() const { return {}; }
+
+ protected:
+  // decode_greedy's limit: Error (one line) when `count` steps do not fit from position().
+  void check_greedy_steps(int count) const;
 };
 
 }  // namespace q4jit

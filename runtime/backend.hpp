@@ -87,6 +87,16 @@ struct LaunchGeometry {
   int64_t dynamic_smem_bytes = 0;  // past 48 KB the backend raises the function's limit
 };
 
+// A 2-D grid of 1-D blocks, the shape of most q4jit launches.
+inline LaunchGeometry launch_geometry(unsigned grid_x, unsigned grid_y, unsigned block_x,
+                                      int64_t dynamic_smem_bytes = 0) {
+  LaunchGeometry geometry;
+  geometry.grid = {grid_x, grid_y, 1};
+  geometry.block = {block_x, 1, 1};
+  geometry.dynamic_smem_bytes = dynamic_smem_bytes;
+  return geometry;
+}
+
 // A module with its kernels looked up by name expression.
 struct LoadedModule {
   ModuleHandle module;

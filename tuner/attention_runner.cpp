@@ -3,19 +3,6 @@
 
 namespace q4jit {
 
-namespace {
-
-LaunchGeometry launch_geometry(unsigned grid_x, unsigned grid_y, unsigned block_x,
-                               int64_t dynamic_smem_bytes) {
-  LaunchGeometry geometry;
-  geometry.grid = {grid_x, grid_y, 1};
-  geometry.block = {block_x, 1, 1};
-  geometry.dynamic_smem_bytes = dynamic_smem_bytes;
-  return geometry;
-}
-
-}  // namespace
-
 KernelFamily prefill_family(AttentionPrefillPath path) {
   return path == AttentionPrefillPath::simt ? attention_prefill_family()
                                             : attention_prefill_mma_family();

@@ -779,12 +779,13 @@ double median(std::vector<double> values) {
 
 StepProfile GpuEngine::State::profile(int rows, int repetitions) {
   StepProfile profile;
-  set_inputs({}, rows, position);
-  if (rows == 1) {
-    decode_step(position);  // the first step runs plainly and loads every kernel
-    decode_step(position);  // captures the graph of this split count if needed
+  const bool replayed = rows == 1 && options.graphs;
+  if (replayed) {
+    profile.step_us = replayed_step_us(position, repetitions);
   } else {
-    prepare_rows(rows);
+    set_inputs({}, rows, position);
+    if (rows == 1) decode_step(position);  // loads every kernel
+    if (rows > 1) prepare_rows(rows);
   }
   std::map<std::string, double> categories;
   for (auto& shard : shards) {
@@ -792,11 +793,7 @@ StepProfile GpuEngine::State::profile(int rows, int repetitions) {
     activate(s);
     Backend& backend = s.backend();
     const DecodePlan plan = rows == 1 ? s.device->ops->decode_plan(position + 1) : DecodePlan{};
-    const auto graph = s.decode_graphs.find(plan);
-    if (rows == 1 && graph != s.decode_graphs.end()) {
-      profile.step_us += median_us(backend, s.stream, repetitions,
-                                   [&] { backend.launch_graph(graph->second, s.stream); });
-    } else {
+    if (!replayed) {
       profile.step_us += median_us(backend, s.stream, std::max(1, repetitions / 10),
                                    [&] { enqueue_shard(s, rows, position, plan, false); });
     }
@@ -929,10 +926,7 @@ std::vector<int32_t> GpuEngine::decode_greedy(int32_t token, int count,
                                               const std::function<bool(int32_t)>& on_token) {
   State& s = *state_;
   if (s.shards.size() > 1) return Engine::decode_greedy(token, count, on_token);
-  Q4JIT_CHECK(count >= 0 && int64_t(s.position) + count <= s.max_positions,
-              "decode_greedy: " + std::to_string(count) + " steps from position " +
-                  std::to_string(s.position) + " exceed max_positions " +
-                  std::to_string(s.max_positions));
+  check_greedy_steps(count);
   Q4JIT_CHECK(token >= 0 && token < s.config.vocab_size,
               "decode_greedy: token " + std::to_string(token) + " is outside the vocabulary [0, " +
                   std::to_string(s.config.vocab_size) + ")");

@@ -22,15 +22,6 @@ auto first_legal(const Configs& configs, const std::string& what) {
   return configs.front();
 }
 
-LaunchGeometry launch_geometry(unsigned grid_x, unsigned grid_y, unsigned block_x,
-                               int64_t dynamic_smem_bytes = 0) {
-  LaunchGeometry geometry;
-  geometry.grid = {grid_x, grid_y, 1};
-  geometry.block = {block_x, 1, 1};
-  geometry.dynamic_smem_bytes = dynamic_smem_bytes;
-  return geometry;
-}
-
 }  // namespace
 
 GpuOps::GpuOps(KernelLoader& loader) : loader_(loader) {}
