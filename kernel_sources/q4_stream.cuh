@@ -191,6 +191,8 @@ struct SiluCompute {
 // Where finished sums go: out[index] = half(sum), or into the residual row:
 // residual[index] = half(half(residual + delta) + half(sum)), the two residual adds of a layer
 // (the pending delta of an earlier projection, then this one's) in the unfused kernels' order.
+// The residual value may also go to sorted_copy[sorted_position[index]]: the next projection's
+// act-order row order, so that its fused norm reads the row in order instead of through x_map.
 struct DirectOutput {
   __half* out;
   __device__ __forceinline__ void store(size_t index, float sum) const {
@@ -199,11 +201,15 @@ struct DirectOutput {
 };
 struct ResidualOutput {
   __half* residual;
-  const __half* delta;  // or null
+  const __half* delta;         // or null
+  __half* sorted_copy;         // or null
+  const int* sorted_position;  // with sorted_copy: original index -> sorted row
   __device__ __forceinline__ void store(size_t index, float sum) const {
     __half value = residual[index];
     if (delta != nullptr) value = q4jit_device::add_rounded(value, delta[index]);
-    residual[index] = q4jit_device::add_rounded(value, __float2half_rn(sum));
+    value = q4jit_device::add_rounded(value, __float2half_rn(sum));
+    residual[index] = value;
+    if (sorted_copy != nullptr) sorted_copy[sorted_position[index]] = value;
   }
 };
 
@@ -511,6 +517,8 @@ struct Q4StreamFusion {
   const __half* up;              // kStreamInputSilu: [K]
   __half* residual;              // kResidual: [N], out is unused
   const __half* residual_delta;  // kResidual: [N] added before this product's sum, or null
+  __half* sorted_copy;           // kResidual: [N] the residual row again, in sorted order; or null
+  const int* sorted_position;    // kResidual with sorted_copy: [N] original -> sorted row
   float eps;                     // kStreamInputNorm
 };
 
@@ -536,8 +544,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   auto run = [&](const auto& input) {
     if constexpr (kResidual) {
       stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
-          ResidualOutput{fusion.residual, fusion.residual_delta}, workspace, tile_counters, input,
-          qweight, scales, qzeros, M, K, N, group_size);
+          ResidualOutput{fusion.residual, fusion.residual_delta, fusion.sorted_copy,
+                         fusion.sorted_position},
+          workspace, tile_counters, input, qweight, scales, qzeros, M, K, N, group_size);
     } else {
       stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
           DirectOutput{out}, workspace, tile_counters, input, qweight, scales, qzeros, M, K, N,

@@ -71,6 +71,35 @@ bool MatmulChooser::fuse(const MatmulShapeKey& fused, std::span<const MatmulShap
   return decision->choice != kSeparateChoice;
 }
 
+std::optional<Q4MatmulConfig> MatmulChooser::fused_gemv(const MatmulShapeKey& shape) const {
+  const MatmulChoice chosen = choose(shape, 1);
+  if (chosen.path == MatmulPath::gemv && fusable(chosen.gemv)) return chosen.gemv;
+  const Q4MatmulShape one_row{1, shape.K, shape.N, shape.group_size, shape.act_order};
+  const auto usable = [&](const Q4MatmulConfig& cfg) {
+    return fusable(cfg) && legal(cfg, device_, one_row);
+  };
+  std::optional<Q4MatmulConfig> best;
+  double best_us = 0;
+  if (db_ != nullptr) {
+    const TuningKey key =
+        make_tuning_key(fingerprint_, family_of(MatmulPath::gemv), gemv_source_hash_, shape, 1);
+    for (const TrialRecord& trial : db_->trials(key)) {
+      const auto found = q4_matmul_configs_by_name().find(trial.config);
+      if (trial.status != TrialStatus::ok || trial.median_us <= 0 ||
+          found == q4_matmul_configs_by_name().end() || !usable(found->second))
+        continue;
+      if (!best || trial.median_us < best_us) {
+        best = found->second;
+        best_us = trial.median_us;
+      }
+    }
+  }
+  if (best) return best;
+  for (const Q4MatmulConfig& cfg : space(device_, one_row))
+    if (usable(cfg)) return cfg;
+  return std::nullopt;
+}
+
 namespace {
 
 Q4MatmulShape gemv_shape(const MatmulShapeKey& shape, int64_t M) {

@@ -55,7 +55,11 @@ struct Q4FusionOperands {
   uint64_t up = 0;              // silu input: fp16 [K]; x is the gate
   uint64_t residual = 0;        // residual output: fp16 [N], written instead of out
   uint64_t residual_delta = 0;  // residual output: fp16 [N] added first, or 0
-  float eps = 0;                // norm input
+  // residual output: fp16 [N], the new residual row again with element n at sorted_position[n]
+  // (int32 [N], original -> sorted row of the next projection), or 0.
+  uint64_t sorted_copy = 0;
+  uint64_t sorted_position = 0;
+  float eps = 0;  // norm input
 };
 // The program holding the fused kernel of (cfg, fusion) for `target`: the kernel alone.
 KernelVariant q4_matmul_fused_variant(const Q4MatmulConfig& cfg, const Q4Fusion& fusion);

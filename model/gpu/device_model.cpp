@@ -25,6 +25,18 @@ DeviceBuffer upload_norm(Backend& backend, const std::vector<float>& weight, int
   return upload(backend, halves, bytes);
 }
 
+// The norm weight in the sorted row order of the one projection that reads the normalized row
+// (x_map: sorted row -> original), when that projection is act-order; else nothing.
+DeviceBuffer upload_sorted_norm(Backend& backend, const std::vector<float>& weight,
+                                const std::vector<DeviceLinear>& readers, const Linear& reader,
+                                int64_t& bytes) {
+  if (readers.size() != 1 || !reader.gptq || !reader.gptq->act_order) return {};
+  const std::vector<int32_t>& x_map = reader.gptq->x_map;
+  std::vector<float> sorted(x_map.size());
+  for (size_t i = 0; i < x_map.size(); ++i) sorted[i] = weight[size_t(x_map[i])];
+  return upload_norm(backend, sorted, bytes);
+}
+
 // Row-major matrices of `rows` rows side by side: row r of the result is row r of each part.
 template <typename T>
 std::vector<T> concat_columns(const std::vector<const std::vector<T>*>& parts, size_t rows) {
@@ -156,6 +168,9 @@ DeviceLayer upload_layer(Backend& backend, const LayerWeights& w, int l,
     layer.mlp_in = upload_group(backend, {&w.gate, &w.up}, name, "gate_up", decide, bytes);
   }
   layer.down = upload_linear(backend, {&w.down}, w.down.name, bytes);
+  layer.input_norm_sorted =
+      upload_sorted_norm(backend, w.input_norm, layer.attention_in, w.q, bytes);
+  layer.post_norm_sorted = upload_sorted_norm(backend, w.post_norm, layer.mlp_in, w.gate, bytes);
   return layer;
 }
 
@@ -229,6 +244,10 @@ int64_t layer_device_bytes(const LayerWeights& layer) {
            {&layer.q, &layer.k, &layer.v}, {&layer.o}, {&layer.gate, &layer.up}, {&layer.down}}) {
     if (can_fuse(group)) {
       bytes += linear_device_bytes(group);
+      // A fused act-order reader of a norm: the norm weight again, sorted (upload_sorted_norm).
+      const Linear& first = *group.front();
+      if (&first != &layer.o && &first != &layer.down && first.gptq && first.gptq->act_order)
+        bytes += device_buffer_bytes(layer.input_norm.size(), 2);
       continue;
     }
     for (const Linear* linear : group) bytes += linear_device_bytes({linear});

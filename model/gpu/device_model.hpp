@@ -43,6 +43,9 @@ struct DeviceLayer {
   // down is act-order: gate and up's output columns were put in down's sorted row order at load,
   // so silu(gate) * up is down's input already sorted.
   bool down_input_sorted = false;
+  // input_norm / post_norm in the sorted row order of the fused qkv / gate_up projection when it
+  // is act-order (else empty): a fused decode step normalizes a row its producer wrote sorted.
+  DeviceBuffer input_norm_sorted, post_norm_sorted;
 };
 
 struct DeviceModel {

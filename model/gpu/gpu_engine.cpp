@@ -150,6 +150,9 @@ struct GpuEngine::State {
   void warm_up();
   void tune(DeviceRuntime& device, const Model& model_in);
   void run_layer(Shard& s, int l, int rows, int first_position, const DecodePlan& plan);
+  void run_fused_qkv(Shard& s, int l, uint64_t out);
+  void run_fused_o(Shard& s, int l);
+  void run_fused_mlp(Shard& s, int l, uint64_t gate, uint64_t up);
   void enqueue_shard(Shard& s, int rows, int first_position, const DecodePlan& plan,
                      bool all_logits);
   void hand_on(Shard& from, Shard& to, int rows);
@@ -359,6 +362,7 @@ namespace {
 // out (model/gpu/matmul_dispatch.hpp).
 constexpr Q4Fusion kNormInput{Q4FusedInput::norm, false};
 constexpr Q4Fusion kSiluResidual{Q4FusedInput::silu, true};
+constexpr Q4Fusion kDirectResidual{Q4FusedInput::direct, true};
 
 // Whether a layer's projections all have their fused forms at one row: q, k, v one projection,
 // gate and up one, each with a stream-K GEMV winner, and down reading its input in order.
@@ -382,16 +386,26 @@ void GpuEngine::State::prepare_fused_decode() {
   }
   stats.fused_decode = fusable;
   if (!fusable) return;
+  bool o_residual = options.fuse_decode_o_residual;
+  for (auto& shard : shards) {
+    activate(*shard);
+    for (const DeviceLayer& layer : shard->model.layers)
+      o_residual = o_residual && shard->device->dispatch->fusable(layer.o);
+  }
+  stats.fused_o_residual = o_residual;
   for (auto& shard : shards) {
     activate(*shard);
     MatmulDispatch& dispatch = *shard->device->dispatch;
     for (const DeviceLayer& layer : shard->model.layers) {
       dispatch.prepare_fused(layer.attention_in[0], kNormInput);
+      if (o_residual) dispatch.prepare_fused(layer.o, kDirectResidual);
       dispatch.prepare_fused(layer.mlp_in[0], kNormInput);
       dispatch.prepare_fused(layer.down, kSiluResidual);
     }
   }
-  progress("decode: the projections have fused forms (norms, SiLU and residual adds in them)");
+  progress(std::string("decode: the projections have fused forms (norms, SiLU and residual adds "
+                       "in them") +
+           (o_residual ? "; o adds into the residual" : "") + ")");
 }
 
 // --tune auto: tunes what the database lacks for this model on this device (nothing, and at
@@ -469,23 +483,34 @@ double GpuEngine::State::replayed_step_us(int first_position, int repetitions) {
 void GpuEngine::State::choose_fused_decode() {
   if (!stats.fused_decode || !options.fuse_decode_when_faster || !options.graphs) return;
   const int at = std::min(128, max_positions - 1);
-  const auto drop_graphs = [&] {
+  // One replayed step with the given form; the graphs go, captured with that form.
+  const auto time_step = [&](bool fused, bool o_residual) {
+    stats.fused_decode = fused;
+    stats.fused_o_residual = o_residual;
+    const double us = replayed_step_us(at, 20);
     for (auto& shard : shards) {
       activate(*shard);
       shard->backend().synchronize(shard->stream);
       shard->decode_graphs.clear();
     }
+    return us;
   };
-  stats.fused_step_us = replayed_step_us(at, 20);
-  drop_graphs();
-  stats.fused_decode = false;
-  stats.unfused_step_us = replayed_step_us(at, 20);
-  stats.fused_decode = stats.fused_step_us < stats.unfused_step_us;
-  if (stats.fused_decode) drop_graphs();
-  char line[160];
-  std::snprintf(line, sizeof line, "decode: a fused step %.0f us, unfused %.0f us: %s",
-                stats.fused_step_us, stats.unfused_step_us,
-                stats.fused_decode ? "fused" : "unfused");
+  const bool o_residual = stats.fused_o_residual;
+  stats.fused_step_us = time_step(true, o_residual);
+  // o as its own tuned kernel may beat its stream-K form by more than the residual add saves.
+  stats.fused_o_apart_step_us = o_residual ? time_step(true, false) : 0;
+  stats.unfused_step_us = time_step(false, false);
+  const bool o_apart_faster = o_residual && stats.fused_o_apart_step_us < stats.fused_step_us;
+  const double fused_us = o_apart_faster ? stats.fused_o_apart_step_us : stats.fused_step_us;
+  stats.fused_decode = fused_us < stats.unfused_step_us;
+  stats.fused_o_residual = stats.fused_decode && o_residual && !o_apart_faster;
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "decode: a fused step %.0f us (o apart %.0f us), unfused %.0f us: %s",
+                stats.fused_step_us, stats.fused_o_apart_step_us, stats.unfused_step_us,
+                !stats.fused_decode      ? "unfused"
+                : stats.fused_o_residual ? "fused, o into the residual"
+                                         : "fused, o apart");
   progress(line);
 }
 
@@ -538,10 +563,7 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
     region += 2 * uint64_t(rows) * widths[i];
   }
   if (fused) {
-    Q4FusionOperands norm;
-    norm.norm_weight = layer.input_norm.raw();
-    norm.eps = eps;
-    dispatch.run_fused(layer.attention_in[0], kNormInput, s.x.raw(), parts[0], norm, stream);
+    run_fused_qkv(s, l, parts[0]);
   } else {
     for (size_t i = 0; i < layer.attention_in.size(); ++i) {
       dispatch.run(layer.attention_in[i], rows, s.normed.raw(), parts[i], ws, stream,
@@ -581,7 +603,11 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
                           s.attention_out.raw(), parts[0], keys, values, scale, stream);
   }
   mark(s, "attention");
-  dispatch.run(layer.o, rows, s.attention_out.raw(), s.scratch.raw(), ws, stream, o_sorted);
+  if (fused) {
+    run_fused_o(s, l);
+  } else {
+    dispatch.run(layer.o, rows, s.attention_out.raw(), s.scratch.raw(), ws, stream, o_sorted);
+  }
   mark(s, "matmul");
 
   const bool fused_mlp = layer.mlp_in.size() == 1;
@@ -589,18 +615,7 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
   const uint64_t up = s.mlp_in.raw() + 2 * uint64_t(fused_mlp ? F : int64_t(rows) * F);
   const int stride = fused_mlp ? 2 * F : F;
   if (fused) {
-    Q4FusionOperands norm;
-    norm.norm_weight = layer.post_norm.raw();
-    norm.input_delta = s.scratch.raw();
-    norm.eps = eps;
-    dispatch.run_fused(layer.mlp_in[0], kNormInput, s.x.raw(), gate, norm, stream);
-    mark(s, "matmul");
-    Q4FusionOperands silu;
-    silu.up = up;
-    silu.residual = s.x.raw();
-    silu.residual_delta = s.scratch.raw();
-    dispatch.run_fused(layer.down, kSiluResidual, gate, s.scratch.raw(), silu, stream);
-    mark(s, "matmul");
+    run_fused_mlp(s, l, gate, up);
     return;
   }
   const uint64_t mlp_order = input_order(layer.mlp_in);
@@ -615,6 +630,66 @@ void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
   mark(s, "silu");
   dispatch.run(layer.down, rows, s.mlp_hidden.raw(), s.scratch.raw(), ws, stream,
                layer.down_input_sorted);
+  mark(s, "matmul");
+}
+
+// The projections of a fused decode step (prepare_fused_decode). Where the residual row goes
+// besides x: down writes it again into `normed` in the next layer's qkv order when that layer is
+// on this shard and act-order, and with fused_o_residual, o into `scratch` in gate_up's sorted
+// row order when gate_up is act-order; the fused norm then reads that copy in order (with the
+// norm weight sorted alike) instead of gathering x through x_map chunk by chunk. Neither buffer
+// holds anything else in a decode step. Without fused_o_residual, o leaves its output in
+// scratch as the pending delta that gate_up's norm and down's residual add take.
+void GpuEngine::State::run_fused_qkv(Shard& s, int l, uint64_t out) {
+  const DeviceLayer& layer = s.layer(l);
+  // The previous layer's down wrote the sorted copy (run_fused_mlp) when both are here.
+  const bool sorted = layer.input_norm_sorted && l > s.first_layer;
+  Q4FusionOperands norm;
+  norm.norm_weight = sorted ? layer.input_norm_sorted.raw() : layer.input_norm.raw();
+  norm.eps = config.rms_norm_eps;
+  s.device->dispatch->run_fused(layer.attention_in[0], kNormInput,
+                                sorted ? s.normed.raw() : s.x.raw(), out, norm, s.stream, sorted);
+}
+
+void GpuEngine::State::run_fused_o(Shard& s, int l) {
+  const DeviceLayer& layer = s.layer(l);
+  MatmulDispatch& dispatch = *s.device->dispatch;
+  // Decode attention wrote its output in o's sorted order (run_layer).
+  if (!stats.fused_o_residual) {
+    dispatch.run(layer.o, 1, s.attention_out.raw(), s.scratch.raw(), s.matmul_scratch.raw(),
+                 s.stream, layer.o.quantized && layer.o.shape.act_order);
+    return;
+  }
+  Q4FusionOperands residual;
+  residual.residual = s.x.raw();
+  if (layer.post_norm_sorted) {
+    residual.sorted_copy = s.scratch.raw();
+    residual.sorted_position = layer.mlp_in[0].sorted_of.raw();
+  }
+  dispatch.run_fused(layer.o, kDirectResidual, s.attention_out.raw(), 0, residual, s.stream);
+}
+
+void GpuEngine::State::run_fused_mlp(Shard& s, int l, uint64_t gate, uint64_t up) {
+  const DeviceLayer& layer = s.layer(l);
+  MatmulDispatch& dispatch = *s.device->dispatch;
+  const bool o_added = stats.fused_o_residual;
+  const bool sorted = o_added && layer.post_norm_sorted;
+  Q4FusionOperands norm;
+  norm.norm_weight = sorted ? layer.post_norm_sorted.raw() : layer.post_norm.raw();
+  norm.input_delta = o_added ? 0 : s.scratch.raw();
+  norm.eps = config.rms_norm_eps;
+  dispatch.run_fused(layer.mlp_in[0], kNormInput, sorted ? s.scratch.raw() : s.x.raw(), gate, norm,
+                     s.stream, sorted);
+  mark(s, "matmul");
+  Q4FusionOperands silu;
+  silu.up = up;
+  silu.residual = s.x.raw();
+  silu.residual_delta = o_added ? 0 : s.scratch.raw();
+  if (l + 1 < s.end_layer && s.layer(l + 1).input_norm_sorted) {
+    silu.sorted_copy = s.normed.raw();
+    silu.sorted_position = s.layer(l + 1).attention_in[0].sorted_of.raw();
+  }
+  dispatch.run_fused(layer.down, kSiluResidual, gate, 0, silu, s.stream);
   mark(s, "matmul");
 }
 

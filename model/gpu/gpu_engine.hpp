@@ -50,6 +50,10 @@ struct GpuEngineOptions {
   // Decode steps rotate the token's q and k and write the cache inside attention
   // (GpuOps::attention_decode_rope): one launch per layer instead of rope_cache + attention.
   bool fuse_decode_rope = true;
+  // In a fused decode step the o projection adds its output into the residual row itself and,
+  // for an act-order gate_up (as down does for the next layer's qkv), also writes that row in the
+  // reader's sorted order: the fused norms then read it in order, with no gather per chunk.
+  bool fuse_decode_o_residual = true;
   // Every GPTQ projection takes this path (perplexity --validate); none: the tuned choice.
   std::optional<MatmulPath> force_path;
   std::string tuning_db;  // file; empty: default_tuning_db_path()
@@ -69,10 +73,12 @@ struct GpuEngineStats {
   int64_t store_hits = 0;      // kernels read from the kernel store
   int64_t graph_captures = 0;  // one per shard and attention plan
   int64_t graph_replays = 0;
-  bool fused_decode = false;  // decode steps run the fused projections (fuse_decode and legal)
+  bool fused_decode = false;      // decode steps run the fused projections (fuse_decode and legal)
+  bool fused_o_residual = false;  // ... with o adding into x (fuse_decode_o_residual and legal)
   // The load-time measurement behind fuse_decode_when_faster: one decode step (microseconds,
   // median of replays) fused and unfused; zeros when not measured.
   double fused_step_us = 0, unfused_step_us = 0;
+  double fused_o_apart_step_us = 0;  // fused, o not (when fused_o_residual could be on)
 };
 
 // One shard of the engine: where it runs, what it holds (bytes on its device).

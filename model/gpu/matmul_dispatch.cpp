@@ -72,37 +72,59 @@ MatmulDispatch::Prepared& MatmulDispatch::prepared(const DeviceLinear& linear, i
   return prepared_.emplace(key, std::move(p)).first->second;
 }
 
+MatmulDispatch::Prepared& MatmulDispatch::prepared_fused(const DeviceLinear& linear) {
+  Prepared& p = prepared(linear, 1);
+  if (p.fused_resolved) return p;
+  p.fused_resolved = true;
+  if (!linear.quantized) return p;
+  const bool chosen = p.choice.path == MatmulPath::gemv && q4jit::fusable(p.choice.gemv);
+  p.fused_config = chosen ? p.choice.gemv : chooser_.fused_gemv(run_shape(linear));
+  if (!p.fused_config || chosen) return p;
+  // Its own split-K workspace: the zero invariant is per configuration (prepared()).
+  const MatmulShapeKey s = run_shape(linear);
+  const int64_t bytes =
+      workspace(*p.fused_config, Q4MatmulShape{1, s.K, s.N, s.group_size, false}).bytes;
+  if (bytes > 0) {
+    Backend& backend = loader_.backend();
+    p.fused_zeroed = backend.allocate(size_t(bytes));
+    backend.memset(p.fused_zeroed.raw(), 0, size_t(bytes), {});
+    backend.synchronize({});
+  }
+  return p;
+}
+
 bool MatmulDispatch::fusable(const DeviceLinear& linear) {
-  if (!linear.quantized) return false;
-  const Prepared& p = prepared(linear, 1);
-  return p.choice.path == MatmulPath::gemv && q4jit::fusable(p.choice.gemv);
+  return prepared_fused(linear).fused_config.has_value();
 }
 
 void MatmulDispatch::prepare_fused(const DeviceLinear& linear, const Q4Fusion& fusion) {
-  Q4JIT_CHECK(fusable(linear), linear.name + ": its kernel at one row has no fused form");
-  Prepared& p = prepared(linear, 1);
+  Prepared& p = prepared_fused(linear);
+  Q4JIT_CHECK(p.fused_config.has_value(), linear.name + ": no fused form at one row");
   const std::pair<int, bool> key{int(fusion.input), fusion.residual};
   if (p.fused.count(key) == 0)
     p.fused[key] =
-        loader_.function(q4_matmul_family(), q4_matmul_fused_variant(p.choice.gemv, fusion));
+        loader_.function(q4_matmul_family(), q4_matmul_fused_variant(*p.fused_config, fusion));
 }
 
 void MatmulDispatch::run_fused(const DeviceLinear& linear, const Q4Fusion& fusion, uint64_t x,
-                               uint64_t out, const Q4FusionOperands& operands, StreamView stream) {
-  Prepared& p = prepared(linear, 1);
+                               uint64_t out, const Q4FusionOperands& operands, StreamView stream,
+                               bool x_sorted) {
+  Prepared& p = prepared_fused(linear);
   const auto found = p.fused.find({int(fusion.input), fusion.residual});
   Q4JIT_CHECK(found != p.fused.end(), linear.name + ": fused kernel not prepared");
   const MatmulShapeKey s = run_shape(linear);
-  // Only the norm input reads x through x_map; the others get x in the weights' order.
-  const bool gather = fusion.input == Q4FusedInput::norm && linear.shape.act_order;
+  // Only the norm input reads x through x_map, and only when its producer did not sort it; the
+  // others get x in the weights' order.
+  const bool gather = fusion.input == Q4FusedInput::norm && linear.shape.act_order && !x_sorted;
+  const DeviceBuffer& zeroed = p.fused_zeroed ? p.fused_zeroed : p.zeroed;
   const Q4MatmulOperands product{out,
                                  x,
                                  gather ? linear.x_map.raw() : 0,
                                  linear.qweight.raw(),
                                  linear.scales.raw(),
                                  linear.qzeros.raw(),
-                                 p.zeroed ? p.zeroed.raw() : 0};
-  launch_q4_matmul_fused(loader_.backend(), found->second, p.choice.gemv,
+                                 zeroed ? zeroed.raw() : 0};
+  launch_q4_matmul_fused(loader_.backend(), found->second, *p.fused_config,
                          {1, s.K, s.N, s.group_size, gather}, product, operands, stream);
 }
 

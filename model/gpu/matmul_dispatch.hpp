@@ -43,14 +43,16 @@ class MatmulDispatch {
   // `scratch` at least the bytes it returned.
   void run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out, uint64_t scratch,
            StreamView stream, bool x_sorted = false);
-  // The fused decode launches (q4_matmul.hpp: Q4Fusion), one row only. fusable: whether the
-  // kernel chosen for `linear` at one row has them (a stream-K GEMV). prepare_fused loads the
-  // kernel of `fusion`; run_fused enqueues it, with x in original row order for the norm input
-  // (act-order weights gather it through x_map) and in the weights' row order for the others.
+  // The fused decode launches (q4_matmul.hpp: Q4Fusion), one row only, with the configuration
+  // MatmulChooser::fused_gemv names (the chosen GEMV when it is stream-K, else the fastest
+  // stream-K one tuned). fusable: whether there is one. prepare_fused loads the
+  // kernel of `fusion`; run_fused enqueues it, with x in the weights' row order, except for the
+  // norm input without x_sorted: original order, gathered through x_map by act-order weights
+  // (and the norm weight in the order of x).
   bool fusable(const DeviceLinear& linear);
   void prepare_fused(const DeviceLinear& linear, const Q4Fusion& fusion);
   void run_fused(const DeviceLinear& linear, const Q4Fusion& fusion, uint64_t x, uint64_t out,
-                 const Q4FusionOperands& operands, StreamView stream);
+                 const Q4FusionOperands& operands, StreamView stream, bool x_sorted = false);
   // The choice for linear at M rows, for --verbose lines: "gemv bt256... (tuned)".
   std::string describe(const DeviceLinear& linear, int64_t M);
 
@@ -69,9 +71,14 @@ class MatmulDispatch {
     Function gather;           // act-order weights, x not sorted by its producer: q4_gather_kernel
     int64_t gather_bytes = 0;  // the sorted x at the start of scratch
     std::map<std::pair<int, bool>, Function> fused;  // by (input, residual): prepare_fused
+    bool fused_resolved = false;                     // fused_config looked up (prepared_fused)
+    std::optional<Q4MatmulConfig> fused_config;      // M = 1: the fused launches' GEMV
+    DeviceBuffer fused_zeroed;  // its workspace when it is not choice.gemv (else zeroed)
   };
   using Key = std::tuple<bool, int64_t, int64_t, int64_t, bool, int>;
   Prepared& prepared(const DeviceLinear& linear, int64_t M);
+  // prepared(linear, 1) with fused_config resolved (and its workspace allocated).
+  Prepared& prepared_fused(const DeviceLinear& linear);
   // Each also sets zeroed_bytes: the workspace that prepared() allocates and zeroes.
   Prepared prepare_quantized(const DeviceLinear& linear, int bucket, int64_t& zeroed_bytes);
   Prepared prepare_dense(const DeviceLinear& linear, int bucket, int64_t& zeroed_bytes);

@@ -282,6 +282,12 @@ TEST_P(GpuEngineSmall, FusedDecodeMatchesTheCpuAndTheUnfusedSteps) {
   GpuEngine fused(model_, options);
   EXPECT_EQ(fused.stats().fused_decode, GetParam().fused)
       << "every layer fuses exactly when its projections are each one stream-K GEMV";
+  // o adds into the residual itself (and, act-order, writes gate_up's sorted copy of it), and
+  // down writes the next layer's: against o leaving its output as a pending delta.
+  EXPECT_EQ(fused.stats().fused_o_residual, GetParam().fused);
+  options.fuse_decode_o_residual = false;
+  GpuEngine fused_o_apart(model_, options);
+  EXPECT_FALSE(fused_o_apart.stats().fused_o_residual);
   options.fuse_decode = false;
   GpuEngine unfused(model_, options);
   EXPECT_FALSE(unfused.stats().fused_decode);
@@ -289,22 +295,29 @@ TEST_P(GpuEngineSmall, FusedDecodeMatchesTheCpuAndTheUnfusedSteps) {
   const std::vector<int32_t> prompt = random_tokens(21, 4096, 16);
   const std::vector<float> want = cpu.forward(prompt, true);
   fused.forward(prompt, false);
+  fused_o_apart.forward(prompt, false);
   unfused.forward(prompt, false);
   int32_t next = argmax(std::span<const float>(want).last(4096));
-  double worst_cpu = 0, worst_unfused = 0;
+  double worst_cpu = 0, worst_unfused = 0, worst_o_apart = 0;
   for (int step = 0; step < 16; ++step) {
     const std::vector<float> cpu_logits = cpu.forward(std::span<const int32_t>(&next, 1), false);
     const std::vector<float> a = fused.forward(std::span<const int32_t>(&next, 1), false);
     const std::vector<float> b = unfused.forward(std::span<const int32_t>(&next, 1), false);
+    const std::vector<float> c = fused_o_apart.forward(std::span<const int32_t>(&next, 1), false);
     worst_cpu = std::max(worst_cpu, relative_error(a, cpu_logits));
     worst_unfused = std::max(worst_unfused, relative_error(a, b));
+    worst_o_apart = std::max(worst_o_apart, relative_error(c, b));
     next = argmax(cpu_logits);
   }
   EXPECT_LE(worst_cpu, kRandomModelTolerance) << "fused decode against the CPU";
   // The two differ by the fp32 order of the norm's sum of squares and of split-K atomics.
   EXPECT_LE(worst_unfused, 2e-3) << "fused against unfused decode";
-  std::printf("%s: fused decode %s, worst error against the CPU %.2e, against unfused %.2e\n",
-              GetParam().name, fused.stats().fused_decode ? "on" : "off", worst_cpu, worst_unfused);
+  EXPECT_LE(worst_o_apart, 2e-3) << "fused with o apart against unfused decode";
+  std::printf(
+      "%s: fused decode %s (o into the residual %s), worst error against the CPU %.2e, "
+      "against unfused %.2e (o apart: %.2e)\n",
+      GetParam().name, fused.stats().fused_decode ? "on" : "off",
+      fused.stats().fused_o_residual ? "on" : "off", worst_cpu, worst_unfused, worst_o_apart);
 }
 
 // Each id decode_greedy chose (argmax on the GPU, steps queued ahead of the host) is the argmax
@@ -371,7 +384,8 @@ TEST_P(GpuEngineSmall, DecodeGreedyPastTheCacheThrowsAndKeepsThePosition) {
   EXPECT_EQ(gpu.position(), 20);
 }
 
-// By default the engine times a fused and an unfused decode step at load and keeps the faster.
+// By default the engine times the decode step fused (o into the residual, and o apart) and
+// unfused at load and keeps the fastest.
 TEST_P(GpuEngineSmall, FusedDecodeIsKeptOnlyWhenMeasuredFaster) {
   if (!GetParam().fused || GetParam().group_size == 0) GTEST_SKIP() << "no fused form to choose";
   GpuEngineOptions options = test_options();
@@ -379,8 +393,12 @@ TEST_P(GpuEngineSmall, FusedDecodeIsKeptOnlyWhenMeasuredFaster) {
   GpuEngine gpu(model_, options);
   const GpuEngineStats stats = gpu.stats();
   ASSERT_GT(stats.fused_step_us, 0.0);
+  ASSERT_GT(stats.fused_o_apart_step_us, 0.0);
   ASSERT_GT(stats.unfused_step_us, 0.0);
-  EXPECT_EQ(stats.fused_decode, stats.fused_step_us < stats.unfused_step_us);
+  const double fastest =
+      std::min({stats.fused_step_us, stats.fused_o_apart_step_us, stats.unfused_step_us});
+  EXPECT_EQ(stats.fused_decode, fastest < stats.unfused_step_us);
+  EXPECT_EQ(stats.fused_o_residual, stats.fused_decode && fastest == stats.fused_step_us);
   CpuEngine cpu(model_);
   const std::vector<int32_t> prompt = random_tokens(9, 4096, 19);
   const std::vector<float> want = cpu.forward(prompt, false);
@@ -390,8 +408,10 @@ TEST_P(GpuEngineSmall, FusedDecodeIsKeptOnlyWhenMeasuredFaster) {
                            cpu.forward(std::span<const int32_t>(&next, 1), false)),
             kRandomModelTolerance)
       << "a decode step after the choice";
-  std::printf("%s: fused step %.1f us, unfused %.1f us: %s\n", GetParam().name, stats.fused_step_us,
-              stats.unfused_step_us, stats.fused_decode ? "fused" : "unfused");
+  std::printf("%s: fused step %.1f us (o apart %.1f us), unfused %.1f us: %s%s\n", GetParam().name,
+              stats.fused_step_us, stats.fused_o_apart_step_us, stats.unfused_step_us,
+              stats.fused_decode ? "fused" : "unfused",
+              stats.fused_o_residual ? ", o into the residual" : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, GpuEngineSmall,

@@ -6,7 +6,9 @@
 // workspace must be left zero).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <set>
 #include <thread>
@@ -175,6 +177,13 @@ TEST_F(Q4FusedGpu, EveryFusionMatchesTheUnfusedReference) {
     DeviceBuffer out = backend_->allocate(size_t(c.N) * 2);
     DeviceBuffer residual_device = backend_->allocate(size_t(c.N) * 2);
     DeviceBuffer residual_delta_device = upload(residual_delta);
+    // The residual outputs also write the row in a random sorted order (the engine's copy for
+    // the next act-order projection), checked against the residual row bit for bit.
+    std::vector<int32_t> sorted_position(size_t(c.N));
+    std::iota(sorted_position.begin(), sorted_position.end(), 0);
+    std::shuffle(sorted_position.begin(), sorted_position.end(), rng);
+    DeviceBuffer sorted_position_device = upload(sorted_position);
+    DeviceBuffer sorted_copy = backend_->allocate(size_t(c.N) * 2);
     const Q4MatmulShape shape{1, c.K, c.N, c.group_size, c.act_order};
     for (const Q4MatmulConfig& cfg : configs) {
       if (!legal(cfg, device, shape)) continue;
@@ -204,14 +213,23 @@ TEST_F(Q4FusedGpu, EveryFusionMatchesTheUnfusedReference) {
       if (c.fusion.residual) {
         fusion.residual = residual_device.raw();
         fusion.residual_delta = c.with_delta ? residual_delta_device.raw() : 0;
+        fusion.sorted_copy = sorted_copy.raw();
+        fusion.sorted_position = sorted_position_device.raw();
       }
       for (int run = 0; run < 2; ++run) {
         backend_->memset(out.raw(), 0xff, size_t(c.N) * 2, {});  // fp16 NaN everywhere
+        backend_->memset(sorted_copy.raw(), 0xff, size_t(c.N) * 2, {});
         backend_->copy_to_device(residual_device.raw(), residual.data(), residual.size() * 2, {});
         launch_q4_matmul_fused(*backend_, function, cfg, shape, operands, fusion, {});
         const std::vector<uint16_t> got =
             download_halves(c.fusion.residual ? residual_device : out, size_t(c.N));
         const double error = test::relative_error(got, want, want.size());
+        if (c.fusion.residual) {
+          const std::vector<uint16_t> copy = download_halves(sorted_copy, size_t(c.N));
+          int misplaced = 0;
+          for (int n = 0; n < c.N; ++n) misplaced += copy[size_t(sorted_position[n])] != got[n];
+          EXPECT_EQ(misplaced, 0) << variant.config << ": sorted copy differs from the residual";
+        }
         ++launches;
         worst = std::max(worst, std::isnan(error) ? INFINITY : error);
         if (!(error <= tolerance(cfg))) {

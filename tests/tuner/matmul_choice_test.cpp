@@ -147,6 +147,54 @@ TEST_F(MatmulChooserDb, WinnersWithoutADecisionTuneTheDefaultPath) {
   EXPECT_TRUE(prefill.tuned);
 }
 
+// A fused decode launch needs a stream-K GEMV: the chosen one when it is, else the fastest
+// stream-K trial that validated (never a wrong or untimed one), else the space's first.
+TEST_F(MatmulChooserDb, FusedGemvIsTheFastestValidStreamConfiguration) {
+  const MatmulShapeKey shape{4096, 12288, 128, false};
+  const Q4MatmulShape one_row{1, shape.K, shape.N, shape.group_size, false};
+  std::vector<Q4MatmulConfig> stream, block;
+  for (const Q4MatmulConfig& cfg : space(h100(), one_row))
+    (fusable(cfg) ? stream : block).push_back(cfg);
+  ASSERT_GE(stream.size(), 3u);
+  ASSERT_FALSE(block.empty());
+  {
+    const MatmulChooser no_db(nullptr, kFingerprint, h100());
+    const std::optional<Q4MatmulConfig> fallback = no_db.fused_gemv(shape);
+    ASSERT_TRUE(fallback.has_value());
+    EXPECT_EQ(to_string(*fallback), to_string(stream.front())) << "without a database";
+  }
+  TuningDb db({path_, {}});
+  const TuningKey key = make_tuning_key(kFingerprint, q4_matmul_family(),
+                                        family_source_hash(q4_matmul_family()), shape, 1);
+  WinnerRecord winner;
+  winner.median_us = 5;
+  winner.config = to_string(block.front());
+  db.save_winner(key, winner);
+  const auto trial = [&](const std::string& config, TrialStatus status, double us) {
+    TrialRecord record;
+    record.config = config;
+    record.status = status;
+    record.median_us = us;
+    db.save_trial(key, record);
+  };
+  trial(to_string(block.front()), TrialStatus::ok, 5);
+  trial(to_string(stream[0]), TrialStatus::ok, 9);
+  trial(to_string(stream[1]), TrialStatus::ok, 7);
+  trial(to_string(stream[2]), TrialStatus::wrong_result, 6);
+  trial("bt999.not.a.config", TrialStatus::ok, 1);
+  const MatmulChooser chooser(&db, kFingerprint, h100());
+  EXPECT_EQ(to_string(chooser.choose(shape, 1).gemv), to_string(block.front()));
+  const std::optional<Q4MatmulConfig> fused = chooser.fused_gemv(shape);
+  ASSERT_TRUE(fused.has_value());
+  EXPECT_EQ(to_string(*fused), to_string(stream[1]));
+
+  winner.config = to_string(stream[0]);
+  db.save_winner(key, winner);
+  const MatmulChooser stream_winner(&db, kFingerprint, h100());
+  EXPECT_EQ(to_string(*stream_winner.fused_gemv(shape)), to_string(stream[0]))
+      << "a stream-K winner is its own fused form";
+}
+
 TEST_F(MatmulChooserDb, ForeignStaleUnknownOrIllegalRowsFallBackToTheDefaults) {
   TuningDb db({path_, {}});
   DeviceFingerprint new_driver = kFingerprint;
