@@ -36,6 +36,10 @@ constexpr int kStream[][6] = {
     {128, 4, 128, 2, 4, 4},  {128, 4, 128, 1, 16, 2}, {128, 8, 128, 1, 16, 2},
     {128, 2, 64, 1, 16, 4},  {128, 4, 128, 2, 16, 2},
 };
+// The M = 1 stream-K layouts again with batches of several whole groups {bt, cpt, lw, sr, p}, so
+// that small groups (g32, g64) stream as long batches as g128 does (sg 2 and 4 where legal).
+constexpr int kStreamGroups[][5] = {
+    {128, 2, 64, 16, 4}, {128, 4, 128, 16, 3}, {128, 4, 128, 16, 2}, {128, 4, 128, 8, 4}};
 // Layouts on which every strategy is in the space {bt, cpt, lw, ks, p}: the default one block per
 // unit and persistent, the narrowest loads with the longest per-thread loop, the single-warp block.
 constexpr int kAnchors[][5] = {
@@ -73,7 +77,16 @@ bool legal_stream(const Q4MatmulConfig& cfg) {
   return (rows == 4 || rows == 8 || rows == 16) && cfg.block_threads >= 64 && cfg.load_bits >= 64 &&
          cfg.rows_per_block <= 4 && cfg.blocks_per_sm > 0 &&
          cfg.blocks_per_sm * cfg.block_threads <= 2048 && cfg.k_slice == 256 &&
-         cfg.x_staging != XStaging::shared && !cfg.two_pass;
+         cfg.x_staging != XStaging::shared && !cfg.two_pass &&
+         (cfg.stream_groups == 1 || cfg.stream_groups == 2 || cfg.stream_groups == 4);
+}
+
+// Stream-K batches never straddle a group (so neither a tile's end): a batch lies inside one
+// group, or is exactly sg whole groups of whole 4-row dot chains.
+bool batches_fit_groups(const Q4MatmulConfig& cfg, int group_size) {
+  const int group_rows = group_size / 8;
+  if (cfg.stream_groups == 1) return group_rows % cfg.stream_rows == 0;
+  return group_rows * cfg.stream_groups == cfg.stream_rows && group_rows % 4 == 0;
 }
 
 }  // namespace
@@ -95,6 +108,9 @@ std::vector<TuningParameter> q4_matmul_parameters() {
        {0, 4, 8, 16},
        "0: block kernel; else stream-K warps (p > 0, xg/xp, at), sr packed rows per batch; "
        "sr divides group_size / 8"},
+      {"sg",
+       {1, 2, 4},
+       "stream-K: groups per batch; > 1: a batch is exactly sg whole groups (g32, g64)"},
   };
 }
 
@@ -109,8 +125,8 @@ bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulSh
   if (!fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) return false;
   if (cfg.rows_per_block >= 2 * shape.M) return false;  // a pass mostly of padding rows
   if (cfg.x_staging == XStaging::pregather && !shape.act_order) return false;
-  // Stream-K batches never straddle a group (so neither a tile's end).
-  return cfg.stream_rows == 0 || (legal_stream(cfg) && shape.group_size / 8 % cfg.stream_rows == 0);
+  if (cfg.stream_rows == 0) return cfg.stream_groups == 1;
+  return legal_stream(cfg) && batches_fit_groups(cfg, shape.group_size);
 }
 
 std::vector<Q4MatmulConfig> q4_matmul_configs() {
@@ -139,6 +155,15 @@ std::vector<Q4MatmulConfig> q4_matmul_configs() {
     for (XStaging staging : {XStaging::global, XStaging::pregather}) {
       Q4MatmulConfig cfg{threads, columns, bits, 256, rows, staging, false, false, blocks};
       cfg.stream_rows = batch;
+      add(cfg);
+    }
+  }
+  for (const auto& [threads, columns, bits, batch, blocks] : kStreamGroups) {
+    for (int groups : {2, 4}) {
+      if (batch / groups < 4) continue;  // groups of 2 rows would split a dot chain
+      Q4MatmulConfig cfg{threads, columns, bits, 256, 1, XStaging::global, false, false, blocks};
+      cfg.stream_rows = batch;
+      cfg.stream_groups = groups;
       add(cfg);
     }
   }
@@ -215,7 +240,8 @@ std::string name_expression(const Q4MatmulConfig& cfg) {
     return "q4_stream_kernel<" + std::to_string(cfg.block_threads) + ", " +
            std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.load_bits) + ", " +
            std::to_string(cfg.rows_per_block) + ", " + flag(cfg.half_accumulate) + ", " +
-           std::to_string(cfg.stream_rows) + ", " + std::to_string(cfg.blocks_per_sm) + ">";
+           std::to_string(cfg.stream_rows) + ", " + std::to_string(cfg.blocks_per_sm) +
+           (cfg.stream_groups > 1 ? ", " + std::to_string(cfg.stream_groups) : "") + ">";
   }
   return "q4_matmul_kernel<" + std::to_string(cfg.block_threads) + ", " +
          std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.load_bits) + ", " +
@@ -230,10 +256,13 @@ bool fusable(const Q4MatmulConfig& cfg) {
 
 std::string fused_name_expression(const Q4MatmulConfig& cfg, const Q4Fusion& fusion) {
   Q4JIT_CHECK(fusable(cfg), to_string(cfg) + ": only stream-K configurations have fused kernels");
-  const std::string plain = name_expression(cfg);  // "q4_stream_kernel<...>"
+  Q4MatmulConfig one_group = cfg;  // kChunkGroups comes last in the fused kernel's list
+  one_group.stream_groups = 1;
+  const std::string plain = name_expression(one_group);  // "q4_stream_kernel<...>"
   return "q4_stream_fused_kernel<" +
          plain.substr(plain.find('<') + 1, plain.size() - plain.find('<') - 2) + ", " +
-         std::to_string(int(fusion.input)) + ", " + (fusion.residual ? "true" : "false") + ">";
+         std::to_string(int(fusion.input)) + ", " + (fusion.residual ? "true" : "false") +
+         (cfg.stream_groups > 1 ? ", " + std::to_string(cfg.stream_groups) : "") + ">";
 }
 
 std::string q4_gather_name_expression() {
@@ -247,7 +276,8 @@ std::string to_string(const Q4MatmulConfig& cfg) {
          staging_label(cfg.x_staging) + "." + (cfg.half_accumulate ? "h2" : "f32") + "." +
          (cfg.two_pass ? "tp" : "at") +
          (cfg.blocks_per_sm > 0 ? ".p" + std::to_string(cfg.blocks_per_sm) : "") +
-         (cfg.stream_rows > 0 ? ".sr" + std::to_string(cfg.stream_rows) : "");
+         (cfg.stream_rows > 0 ? ".sr" + std::to_string(cfg.stream_rows) : "") +
+         (cfg.stream_groups > 1 ? ".sg" + std::to_string(cfg.stream_groups) : "");
 }
 
 double tolerance(const Q4MatmulConfig& cfg) {

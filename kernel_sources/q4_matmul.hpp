@@ -58,6 +58,10 @@ struct Q4MatmulConfig {
                           //     rows per batch of loads (sr must divide group_size / 8); x
                           //     from global (xg) or pregathered (xp), atomics, ks unused (256);
                           //     string ".sr<n>" when > 0
+  int stream_groups = 1;  // sg: stream-K only; 1 = a batch lies inside one group; 2, 4 = a
+                          //     batch is exactly that many whole groups (group_size / 8 * sg
+                          //     == sr, groups of >= 4 packed rows: g32 and g64 at sr 8 or 16);
+                          //     string ".sg<n>" when > 1
 };
 
 struct Q4MatmulGeometry {

@@ -4,7 +4,8 @@
 // kernel with shared-memory staging and two-pass reduction.
 //
 // Work:      the weights as tiles x chunks (tile = 32 * kColumns columns, one warp wide; chunk =
-//            kChunkRows packed rows, which divide a group: legal() checks), flattened tile-major
+//            kChunkRows packed rows, which divide a group, or with kChunkGroups > 1 are exactly
+//            that many whole groups of at least 4 rows: legal() checks), flattened tile-major
 //            and cut into one equal contiguous range of chunks per warp of the persistent grid,
 //            so every warp streams the same bytes. Per chunk a warp issues all its weight loads,
 //            the group's scales and zeros and the chunk's x (through L1, or gathered via x_map)
@@ -213,14 +214,15 @@ struct ResidualOutput {
   }
 };
 
-// What one chunk needs from memory besides x: its weight words and its group's scales and zeros.
-template <int kVector, int kLoads, int kChunkRows>
+// What one chunk needs from memory besides x: its weight words and the scales and zeros of its
+// kGroups groups (one, or each of the chunk's whole groups).
+template <int kVector, int kLoads, int kChunkRows, int kGroups>
 struct ChunkLoads {
   q4jit_device::WeightWords<kVector> words[kChunkRows][kLoads];
-  q4jit_device::HalfVector<kVector> group_scales[kLoads];
-  unsigned zero_words[kLoads];
+  q4jit_device::HalfVector<kVector> group_scales[kGroups][kLoads];
+  unsigned zero_words[kGroups][kLoads];
 
-  // Requests all of it at once (chunk `chunk`, group `group`, the lanes' columns).
+  // Requests all of it at once (chunk `chunk`, first group `group`, the lanes' columns).
   __device__ __forceinline__ void request(const unsigned* __restrict__ qweight,
                                           const __half* __restrict__ scales,
                                           const unsigned* __restrict__ qzeros, int N, int chunk,
@@ -233,11 +235,14 @@ struct ChunkLoads {
         words[b][l] = q4jit_device::load_weight_words<kVector>(weights + size_t(b) * N + column[l]);
     }
 #pragma unroll
-    for (int l = 0; l < kLoads; ++l) {
-      group_scales[l] = *reinterpret_cast<const q4jit_device::HalfVector<kVector>*>(
-          scales + size_t(group) * N + column[l]);
-      zero_words[l] =
-          __ldg(qzeros + size_t(group) * (N / 8) + column[l] / 8) >> (4 * (column[l] % 8));
+    for (int g = 0; g < kGroups; ++g) {
+#pragma unroll
+      for (int l = 0; l < kLoads; ++l) {
+        group_scales[g][l] = *reinterpret_cast<const q4jit_device::HalfVector<kVector>*>(
+            scales + size_t(group + g) * N + column[l]);
+        zero_words[g][l] =
+            __ldg(qzeros + size_t(group + g) * (N / 8) + column[l] / 8) >> (4 * (column[l] % 8));
+      }
     }
   }
 };
@@ -260,7 +265,7 @@ __device__ __forceinline__ void tile_columns(int tile, int N, int (&column)[kLoa
 // and zeros are never written by a kernel), so its latency overlaps the previous kernel's tail
 // and the input's prepare() (a fused norm's sum of squares) instead of following them.
 template <int kThreads, int kColumns, int kLoadBits, int kRowsM, bool kHalfAccumulate,
-          int kChunkRows, class Input, class Output>
+          int kChunkRows, int kChunkGroups, class Input, class Output>
 __device__ __forceinline__ void stream(const Output& output, float* __restrict__ workspace,
                                        unsigned* __restrict__ tile_counters, Input input,
                                        const unsigned* __restrict__ qweight,
@@ -275,6 +280,9 @@ __device__ __forceinline__ void stream(const Output& output, float* __restrict__
   constexpr int kTileColumns = 32 * kColumns;  // columns per warp
   // fp16 running dots span this many packed words (16 products per lane) before fp32.
   constexpr int kChainWords = 4;
+  // A chain never straddles a group: kChunkGroups > 1 only with groups of >= kChainWords rows.
+  constexpr int kGroupRows = kChunkRows / kChunkGroups;
+  static_assert(kChunkGroups == 1 || kGroupRows % kChainWords == 0, "whole chains per group");
 
   const int lane = threadIdx.x % 32;
   const long long warp = (long long)blockIdx.x * kWarps + threadIdx.x / 32;
@@ -287,7 +295,7 @@ __device__ __forceinline__ void stream(const Output& output, float* __restrict__
   const int passes = (M + kRowsM - 1) / kRowsM;
   const unsigned tile_total = unsigned(passes) * unsigned(tile_chunks);  // counter when complete
 
-  ChunkLoads<kVector, kLoads, kChunkRows> loads;
+  ChunkLoads<kVector, kLoads, kChunkRows, kChunkGroups> loads;
   bool preloaded = range_begin < range_end;
   if (preloaded) {
     int column[kLoads];
@@ -316,7 +324,9 @@ __device__ __forceinline__ void stream(const Output& output, float* __restrict__
       int group_end = (group + 1) * rows_per_group;  // first packed row past the group
       for (int chunk = chunk_begin; chunk < chunk_end; ++chunk) {
         const int row0 = chunk * kChunkRows;
-        if (row0 >= group_end) {  // chunks divide groups: at most one step
+        if constexpr (kChunkGroups > 1) {
+          group = chunk * kChunkGroups;  // a chunk is exactly kChunkGroups groups
+        } else if (row0 >= group_end) {  // chunks divide groups: at most one step
           ++group;
           group_end += rows_per_group;
         }
@@ -348,18 +358,25 @@ __device__ __forceinline__ void stream(const Output& output, float* __restrict__
 
         __half scale[kColumns];
         __half2 low_zero[kColumns], high_zero[kColumns];
+        // The dequantize constants of group g of the chunk (once per chunk with one group).
+        auto group_constants = [&](int g) {
 #pragma unroll
-        for (int l = 0; l < kLoads; ++l) {
+          for (int l = 0; l < kLoads; ++l) {
 #pragma unroll
-          for (int v = 0; v < kVector; ++v) {
-            const unsigned zero = ((zero_words[l] >> (4 * v)) & 15u) + 1u;
-            scale[l * kVector + v] = group_scales[l].value[v];
-            low_zero[l * kVector + v] = low_zero_of(zero);
-            high_zero[l * kVector + v] = high_zero_of(zero);
+            for (int v = 0; v < kVector; ++v) {
+              const unsigned zero = ((zero_words[g][l] >> (4 * v)) & 15u) + 1u;
+              scale[l * kVector + v] = group_scales[g][l].value[v];
+              low_zero[l * kVector + v] = low_zero_of(zero);
+              high_zero[l * kVector + v] = high_zero_of(zero);
+            }
           }
-        }
+        };
+        if constexpr (kChunkGroups == 1) group_constants(0);
 #pragma unroll
         for (int first = 0; first < kChunkRows; first += kChainWords) {
+          if constexpr (kChunkGroups > 1) {
+            if (first % kGroupRows == 0) group_constants(first / kGroupRows);
+          }
           __half2 chain[kRowsM][kColumns];
 #pragma unroll
           for (int m = 0; m < kRowsM; ++m) {
@@ -476,7 +493,8 @@ __device__ __forceinline__ void prefetch_first_chunks(const unsigned* __restrict
 }  // namespace q4_stream_detail
 
 template <int kThreads = 128, int kColumns = 4, int kLoadBits = 128, int kRowsM = 1,
-          bool kHalfAccumulate = false, int kChunkRows = 8, int kBlocksPerSm = 4>
+          bool kHalfAccumulate = false, int kChunkRows = 8, int kBlocksPerSm = 4,
+          int kChunkGroups = 1>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     q4_stream_kernel(__half* __restrict__ out, float* __restrict__ workspace,
                      unsigned* __restrict__ tile_counters, const __half* __restrict__ x,
@@ -492,14 +510,16 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   static_assert(kRowsM * kColumns <= 16, "kRowsM * kColumns <= 16 accumulators per thread");
   static_assert(kChunkRows == 4 || kChunkRows == 8 || kChunkRows == 16, "kChunkRows: 4, 8, 16");
   static_assert(kBlocksPerSm >= 1 && kBlocksPerSm * kThreads <= 2048, "kBlocksPerSm: 1 to 8");
+  static_assert(kChunkGroups == 1 || kChunkGroups == 2 || kChunkGroups == 4,
+                "kChunkGroups: 1, 2, 4");
   using namespace q4_stream_detail;
   // Two copies of the loop, so neither tests x_map per row.
   if (x_map != nullptr) {
-    stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+    stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows, kChunkGroups>(
         DirectOutput{out}, workspace, tile_counters, DirectInput<true>{x, x_map, K}, qweight,
         scales, qzeros, M, K, N, group_size);
   } else {
-    stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+    stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows, kChunkGroups>(
         DirectOutput{out}, workspace, tile_counters, DirectInput<false>{x, x_map, K}, qweight,
         scales, qzeros, M, K, N, group_size);
   }
@@ -529,7 +549,7 @@ struct Q4StreamFusion {
 // kernels' (q4jit_common.cuh roundings) up to the fp32 order of the sum of squares.
 template <int kThreads = 128, int kColumns = 4, int kLoadBits = 128, int kRowsM = 1,
           bool kHalfAccumulate = false, int kChunkRows = 8, int kBlocksPerSm = 4,
-          int kInput = kStreamInputNorm, bool kResidual = false>
+          int kInput = kStreamInputNorm, bool kResidual = false, int kChunkGroups = 1>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     q4_stream_fused_kernel(__half* __restrict__ out, float* __restrict__ workspace,
                            unsigned* __restrict__ tile_counters, const __half* __restrict__ x,
@@ -543,12 +563,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   __half* warp_staged = staged[threadIdx.x / 32];
   auto run = [&](const auto& input) {
     if constexpr (kResidual) {
-      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows, kChunkGroups>(
           ResidualOutput{fusion.residual, fusion.residual_delta, fusion.sorted_copy,
                          fusion.sorted_position},
           workspace, tile_counters, input, qweight, scales, qzeros, M, K, N, group_size);
     } else {
-      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows>(
+      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows, kChunkGroups>(
           DirectOutput{out}, workspace, tile_counters, input, qweight, scales, qzeros, M, K, N,
           group_size);
     }

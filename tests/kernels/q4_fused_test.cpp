@@ -62,6 +62,12 @@ TEST(Q4FusedNames, ExtendThePlainKernelsParameters) {
             "q4_stream_fused_kernel<128, 2, 64, 1, false, 16, 4, 2, true>");
   EXPECT_EQ(q4_matmul_fused_variant(cfg, {Q4FusedInput::norm, false}).config,
             to_string(cfg) + ".fused-norm");
+  cfg.stream_groups = 4;  // the groups per batch come last in both lists
+  EXPECT_EQ(to_string(cfg), "bt128.cpt2.lw64.ks256.mb1.xs.f32.at.p4.sr16.sg4");
+  EXPECT_EQ(name_expression(cfg), "q4_stream_kernel<128, 2, 64, 1, false, 16, 4, 4>");
+  EXPECT_EQ(fused_name_expression(cfg, {Q4FusedInput::silu, true}),
+            "q4_stream_fused_kernel<128, 2, 64, 1, false, 16, 4, 2, true, 4>");
+  cfg.stream_groups = 1;
   cfg.stream_rows = 0;
   EXPECT_FALSE(fusable(cfg));
   EXPECT_THROW(fused_name_expression(cfg, {}), Error);

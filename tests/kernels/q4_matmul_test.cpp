@@ -216,13 +216,34 @@ TEST(Q4MatmulSpace, StreamConfigsNamedLegalAndSized) {
   const Q4MatmulWorkspace layout = workspace(stream, shape);
   EXPECT_GE(layout.counters_offset, 12288 * 4);
   EXPECT_GE(layout.zeroed_bytes, layout.counters_offset + 96 * 4);
-  int stream_configs = 0;
+  // Batches of whole groups: sr16.sg4 is four g32 groups, sr16.sg2 two g64 ones, never g128's
+  // or g16's (a 2-row group splits a dot chain).
+  Q4MatmulConfig grouped = stream;
+  grouped.stream_rows = 16;
+  grouped.stream_groups = 4;
+  EXPECT_EQ(to_string(grouped), "bt128.cpt4.lw128.ks256.mb1.xg.f32.at.p4.sr16.sg4");
+  EXPECT_TRUE(legal(grouped, device, {1, 4096, 12288, 32, false}));
+  EXPECT_FALSE(legal(grouped, device, {1, 4096, 12288, 64, false}));
+  EXPECT_FALSE(legal(grouped, device, shape));
+  grouped.stream_groups = 2;
+  EXPECT_TRUE(legal(grouped, device, {1, 4096, 12288, 64, false}));
+  EXPECT_FALSE(legal(grouped, device, {1, 4096, 12288, 32, false}));
+  grouped.stream_rows = 4;
+  EXPECT_FALSE(legal(grouped, device, {1, 4096, 12288, 16, false})) << "2-row groups";
+  int stream_configs = 0, grouped_configs = 0;
   for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
     if (cfg.stream_rows == 0) continue;
+    if (cfg.stream_groups > 1) {
+      ++grouped_configs;
+      const int group_size = cfg.stream_rows / cfg.stream_groups * 8;
+      EXPECT_TRUE(legal(cfg, device, {1, 4096, 4096, group_size, true})) << to_string(cfg);
+      continue;
+    }
     ++stream_configs;
     EXPECT_TRUE(legal(cfg, device, {8, 4096, 4096, 128, true})) << to_string(cfg);
   }
   EXPECT_GE(stream_configs, 4);
+  EXPECT_GE(grouped_configs, 4);
 }
 
 // CI's proof that the whole space compiles for sm_80 and sm_90 (no GPU needed).
