@@ -22,8 +22,8 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
                    "programmatic dependent launch starts it during the previous one's tail)");
   command.add_flag("--no-fuse", option.no_fuse,
                    "GPU: decode with separate norm, SiLU and residual-add kernels (default: fused "
-                   "into the projections where their tuned kernels allow and a step timed at load "
-                   "is faster that way; --verbose prints both times)");
+                   "into the projections, as stream-K GEMVs, when a step timed at load is faster "
+                   "that way; --verbose prints the fused, fused with o apart and unfused times)");
   command
       .add_option("--tune", option.tune,
                   "GPU: auto tunes the model's matmuls missing from the tuning database at load "
