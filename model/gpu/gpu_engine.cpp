@@ -365,7 +365,8 @@ constexpr Q4Fusion kSiluResidual{Q4FusedInput::silu, true};
 constexpr Q4Fusion kDirectResidual{Q4FusedInput::direct, true};
 
 // Whether a layer's projections all have their fused forms at one row: q, k, v one projection,
-// gate and up one, each with a stream-K GEMV winner, and down reading its input in order.
+// gate and up one, each with a stream-K configuration at one row (MatmulChooser::fused_gemv),
+// and down reading its input in order.
 bool layer_fusable(MatmulDispatch& dispatch, const DeviceLayer& layer) {
   if (layer.attention_in.size() != 1 || layer.mlp_in.size() != 1) return false;
   if (layer.down.shape.act_order && !layer.down_input_sorted) return false;
@@ -530,7 +531,7 @@ uint64_t input_order(const std::vector<DeviceLinear>& consumers) {
 // into `scratch`) is left to the next add_rms_norm: the next layer's input norm (on this shard or,
 // after the hand-on, the next), or the final norm. A fused decode step (prepare_fused_decode)
 // runs no norm or SiLU kernel: q, k, v and gate, up normalize their input themselves, and down
-// adds o's delta and its own into x, so x is whole after every layer.
+// adds its own output (and o's, unless o added it itself) into x, so x is whole after every layer.
 void GpuEngine::State::run_layer(Shard& s, int l, int rows, int first_position,
                                  const DecodePlan& plan) {
   const DeviceLayer& layer = s.layer(l);
