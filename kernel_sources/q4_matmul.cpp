@@ -81,15 +81,13 @@ bool legal_stream(const Q4MatmulConfig& cfg) {
          (cfg.stream_groups == 1 || cfg.stream_groups == 2 || cfg.stream_groups == 4);
 }
 
-// Stream-K batches never straddle a group (so neither a tile's end): a batch lies inside one
-// group, or is exactly sg whole groups of whole 4-row dot chains.
+}  // namespace
+
 bool batches_fit_groups(const Q4MatmulConfig& cfg, int group_size) {
   const int group_rows = group_size / 8;
   if (cfg.stream_groups == 1) return group_rows % cfg.stream_rows == 0;
   return group_rows * cfg.stream_groups == cfg.stream_rows && group_rows % 4 == 0;
 }
-
-}  // namespace
 
 std::vector<TuningParameter> q4_matmul_parameters() {
   return {

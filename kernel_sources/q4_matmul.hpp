@@ -84,6 +84,9 @@ struct Q4MatmulWorkspace {
 
 // The parameters and their allowed values; the tuner enumerates them from here.
 std::vector<TuningParameter> q4_matmul_parameters();
+// Stream-K batches never straddle a group (so neither a tile's end): a batch of sr rows lies
+// inside one group, or is exactly sg whole groups of whole 4-row dot chains. stream_rows > 0.
+bool batches_fit_groups(const Q4MatmulConfig& cfg, int group_size);
 // Whether cfg may run this shape on this device (mirrors the static_asserts in q4_matmul.cu).
 bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulShape& shape);
 // The tuning space, shape-independent, default first: every layout (bt 64..256 x cpt/lw x ks x
