@@ -40,6 +40,19 @@ constexpr int kStream[][6] = {
 // that small groups (g32, g64) stream as long batches as g128 does (sg 2 and 4 where legal).
 constexpr int kStreamGroups[][5] = {
     {128, 2, 64, 16, 4}, {128, 4, 128, 16, 3}, {128, 4, 128, 16, 2}, {128, 4, 128, 8, 4}};
+// Tile layouts {bt, cpt, sr, p, tc} (q4_tile.cuh): blocks of bt threads, p of them per SM by
+// the launch bound (bt * p threads at most 2048; the register cap follows). Measured on the H100
+// at M = 1 with the biased dequantize (tc 2): bt256 p3 wins 4096->12288 and 4096->22016, bt512
+// p1 4096->4096, bt1024 p1 11008->4096; the others carry the trend (more or fewer warps, 16-
+// column tiles, shorter or longer batches), and two layouts try the exact dequantize (tc 1).
+constexpr int kTile[][5] = {
+    {256, 4, 16, 3, 2},  {256, 4, 16, 4, 2}, {512, 4, 16, 1, 2}, {512, 4, 16, 2, 2},
+    {1024, 4, 16, 1, 2}, {256, 4, 32, 3, 2}, {128, 4, 16, 4, 2}, {512, 2, 16, 2, 2},
+    {256, 2, 16, 4, 2},  {256, 4, 8, 4, 2},  {256, 4, 16, 3, 1}, {512, 4, 16, 1, 1},
+};
+// The winning tile layouts again with batches of several whole groups {bt, cpt, sr, p}, for g32
+// and g64 (sg 2 and 4 where legal).
+constexpr int kTileGroups[][4] = {{256, 4, 16, 3}, {512, 4, 16, 1}, {1024, 4, 16, 1}};
 // Layouts on which every strategy is in the space {bt, cpt, lw, ks, p}: the default one block per
 // unit and persistent, the narrowest loads with the longest per-thread loop, the single-warp block.
 constexpr int kAnchors[][5] = {
@@ -74,10 +87,27 @@ bool fits_registers(int rows_per_block, int columns) {
 // grid that fits one wave, no staging, atomics; ks carries no meaning there and stays 256.
 bool legal_stream(const Q4MatmulConfig& cfg) {
   const int rows = cfg.stream_rows;
-  return (rows == 4 || rows == 8 || rows == 16) && cfg.block_threads >= 64 && cfg.load_bits >= 64 &&
-         cfg.rows_per_block <= 4 && cfg.blocks_per_sm > 0 &&
-         cfg.blocks_per_sm * cfg.block_threads <= 2048 && cfg.k_slice == 256 &&
-         cfg.x_staging != XStaging::shared && !cfg.two_pass &&
+  return (rows == 4 || rows == 8 || rows == 16) && cfg.block_threads >= 64 &&
+         cfg.block_threads <= 256 && cfg.load_bits >= 64 && cfg.rows_per_block <= 4 &&
+         cfg.blocks_per_sm > 0 && cfg.blocks_per_sm * cfg.block_threads <= 2048 &&
+         cfg.k_slice == 256 && cfg.x_staging != XStaging::shared && !cfg.two_pass &&
+         (cfg.stream_groups == 1 || cfg.stream_groups == 2 || cfg.stream_groups == 4);
+}
+
+// The tile kernel's rules (mirrors the static_asserts in q4_tile.cuh): mma.sync, whole warps,
+// 2 or 4 columns per lane in one load, the launch bound within the SM's 2048 threads, x from
+// global or pregathered, fp32, mb 1; ks and the reduction flag carry no meaning and stay at
+// their defaults.
+bool legal_tile(const Q4MatmulConfig& cfg, const DeviceInfo& device) {
+  const int rows = cfg.stream_rows;
+  const int columns = cfg.columns_per_thread;
+  return device.sm() >= 80 && (cfg.tensor_dots == 1 || cfg.tensor_dots == 2) &&
+         (rows == 4 || rows == 8 || rows == 16 || rows == 32) && cfg.block_threads >= 64 &&
+         cfg.block_threads <= 1024 && (columns == 2 || columns == 4) &&
+         cfg.load_bits == 32 * columns && cfg.rows_per_block == 1 && cfg.blocks_per_sm >= 1 &&
+         cfg.blocks_per_sm <= 4 && cfg.blocks_per_sm * cfg.block_threads <= 2048 &&
+         cfg.k_slice == 256 && cfg.x_staging != XStaging::shared && !cfg.half_accumulate &&
+         !cfg.two_pass &&
          (cfg.stream_groups == 1 || cfg.stream_groups == 2 || cfg.stream_groups == 4);
 }
 
@@ -91,7 +121,9 @@ bool batches_fit_groups(const Q4MatmulConfig& cfg, int group_size) {
 
 std::vector<TuningParameter> q4_matmul_parameters() {
   return {
-      {"bt", {32, 64, 128, 256}, "threads per block (whole warps); 32 on anchor layouts only"},
+      {"bt",
+       {32, 64, 128, 256, 512, 1024},
+       "threads per block (whole warps); 32 on anchor layouts only, 512 and 1024 tile only"},
       {"cpt", {2, 4, 8}, "output columns per thread; a block covers 32 * cpt columns"},
       {"lw", {32, 64, 128}, "weight load width in bits; lw / 32 <= cpt"},
       {"ks", {256, 512, 1024}, "rows of K per block; split-K factor ceil(K / ks)"},
@@ -100,15 +132,20 @@ std::vector<TuningParameter> q4_matmul_parameters() {
       {"acc", {0, 1}, "f32 or h2 running sums"},
       {"red", {0, 1}, "split-K by atomics (at) or deterministic two-pass (tp)"},
       {"p",
-       {0, 2, 3, 4, 6, 8},
-       "0: a block per (tile, K-split) unit; else persistent, SMs x p blocks"},
+       {0, 1, 2, 3, 4, 6, 8},
+       "0: a block per (tile, K-split) unit; else persistent, SMs x p blocks (tile: the launch "
+       "bound's blocks per SM)"},
       {"sr",
-       {0, 4, 8, 16},
-       "0: block kernel; else stream-K warps (p > 0, xg/xp, at), sr packed rows per batch; "
-       "sr divides group_size / 8"},
+       {0, 4, 8, 16, 32},
+       "0: block kernel; else stream-K warps (p > 0, xg/xp, at) or tile blocks (tc > 0), sr "
+       "packed rows per batch; sr divides group_size / 8; 32 tile only"},
       {"sg",
        {1, 2, 4},
-       "stream-K: groups per batch; > 1: a batch is exactly sg whole groups (g32, g64)"},
+       "stream-K and tile: groups per batch; > 1: a batch is exactly sg whole groups (g32, g64)"},
+      {"tc",
+       {0, 1, 2},
+       "0: fp16 FMA dots; 1, 2: the tile kernel, tensor-core dots (1 exact dequantize, 2 biased "
+       "words corrected in fp32); sm_80+"},
   };
 }
 
@@ -123,7 +160,9 @@ bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulSh
   if (!fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) return false;
   if (cfg.rows_per_block >= 2 * shape.M) return false;  // a pass mostly of padding rows
   if (cfg.x_staging == XStaging::pregather && !shape.act_order) return false;
-  if (cfg.stream_rows == 0) return cfg.stream_groups == 1;
+  if (cfg.tensor_dots > 0)
+    return legal_tile(cfg, device) && batches_fit_groups(cfg, shape.group_size);
+  if (cfg.stream_rows == 0) return cfg.stream_groups == 1 && cfg.block_threads <= 256;
   return legal_stream(cfg) && batches_fit_groups(cfg, shape.group_size);
 }
 
@@ -165,6 +204,24 @@ std::vector<Q4MatmulConfig> q4_matmul_configs() {
       add(cfg);
     }
   }
+  for (const auto& [threads, columns, batch, blocks, dots] : kTile) {
+    for (XStaging staging : {XStaging::global, XStaging::pregather}) {
+      Q4MatmulConfig cfg{threads, columns, 32 * columns, 256, 1, staging, false, false, blocks};
+      cfg.stream_rows = batch;
+      cfg.tensor_dots = dots;
+      add(cfg);
+    }
+  }
+  for (const auto& [threads, columns, batch, blocks] : kTileGroups) {
+    for (int groups : {2, 4}) {
+      Q4MatmulConfig cfg{threads,          columns, 32 * columns, 256,   1,
+                         XStaging::global, false,   false,        blocks};
+      cfg.stream_rows = batch;
+      cfg.stream_groups = groups;
+      cfg.tensor_dots = 2;
+      add(cfg);
+    }
+  }
   for (const auto& [threads, columns, bits, slice, blocks] : kAnchors) {
     // mb 1 and the largest mb of 2 or 4 the registers allow; persistent anchors at mb 1 only
     // (their register cap leaves no room for more rows).
@@ -194,7 +251,9 @@ Q4MatmulGeometry geometry(const Q4MatmulConfig& cfg, const Q4MatmulShape& shape,
   Q4MatmulGeometry result;
   const int64_t tiles = ceil_div(shape.N, 32 * cfg.columns_per_thread);
   const int64_t splits = ceil_div(shape.K, cfg.k_slice);
-  if (cfg.stream_rows > 0) {
+  if (cfg.tensor_dots > 0) {
+    result.grid_x = static_cast<unsigned>(ceil_div(shape.N, 8 * cfg.columns_per_thread));
+  } else if (cfg.stream_rows > 0) {
     // Any grid is correct; more warps than batches of sr rows would only idle.
     const int64_t batches = ceil_div(tiles * (shape.K / 8), cfg.stream_rows);
     const int64_t blocks = ceil_div(batches, cfg.block_threads / 32);
@@ -219,7 +278,8 @@ Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shap
   const int64_t splits = ceil_div(shape.K, cfg.k_slice);
   Q4MatmulWorkspace result;
   int64_t reduction_bytes = 0, counter_bytes = 0;
-  if (splits > 1 || cfg.stream_rows > 0) {  // stream-K: the grid decides the splits
+  // Stream-K: the grid decides the splits; the tile kernel never leaves its block.
+  if (cfg.tensor_dots == 0 && (splits > 1 || cfg.stream_rows > 0)) {
     reduction_bytes = (cfg.two_pass ? splits : 1) * shape.M * shape.N * 4;
     counter_bytes = tiles * 4;
   }
@@ -234,6 +294,12 @@ Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shap
 
 std::string name_expression(const Q4MatmulConfig& cfg) {
   auto flag = [](bool value) { return value ? "true" : "false"; };
+  if (cfg.tensor_dots > 0) {
+    return "q4_tile_kernel<" + std::to_string(cfg.block_threads) + ", " +
+           std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.stream_rows) + ", " +
+           std::to_string(cfg.stream_groups) + ", " + flag(cfg.tensor_dots == 2) + ", " +
+           std::to_string(cfg.blocks_per_sm) + ">";
+  }
   if (cfg.stream_rows > 0) {
     return "q4_stream_kernel<" + std::to_string(cfg.block_threads) + ", " +
            std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.load_bits) + ", " +
@@ -253,13 +319,21 @@ bool fusable(const Q4MatmulConfig& cfg) {
 }
 
 std::string fused_name_expression(const Q4MatmulConfig& cfg, const Q4Fusion& fusion) {
-  Q4JIT_CHECK(fusable(cfg), to_string(cfg) + ": only stream-K configurations have fused kernels");
+  Q4JIT_CHECK(fusable(cfg),
+              to_string(cfg) + ": only stream-K and tile configurations have fused kernels");
+  const std::string inputs =
+      std::to_string(int(fusion.input)) + ", " + (fusion.residual ? "true" : "false");
+  if (cfg.tensor_dots > 0) {  // the tile kernel's parameters, then the fusion's
+    const std::string plain = name_expression(cfg);
+    return "q4_tile_fused_kernel<" +
+           plain.substr(plain.find('<') + 1, plain.size() - plain.find('<') - 2) + ", " + inputs +
+           ">";
+  }
   Q4MatmulConfig one_group = cfg;  // kChunkGroups comes last in the fused kernel's list
   one_group.stream_groups = 1;
   const std::string plain = name_expression(one_group);  // "q4_stream_kernel<...>"
   return "q4_stream_fused_kernel<" +
-         plain.substr(plain.find('<') + 1, plain.size() - plain.find('<') - 2) + ", " +
-         std::to_string(int(fusion.input)) + ", " + (fusion.residual ? "true" : "false") +
+         plain.substr(plain.find('<') + 1, plain.size() - plain.find('<') - 2) + ", " + inputs +
          (cfg.stream_groups > 1 ? ", " + std::to_string(cfg.stream_groups) : "") + ">";
 }
 
@@ -275,7 +349,8 @@ std::string to_string(const Q4MatmulConfig& cfg) {
          (cfg.two_pass ? "tp" : "at") +
          (cfg.blocks_per_sm > 0 ? ".p" + std::to_string(cfg.blocks_per_sm) : "") +
          (cfg.stream_rows > 0 ? ".sr" + std::to_string(cfg.stream_rows) : "") +
-         (cfg.stream_groups > 1 ? ".sg" + std::to_string(cfg.stream_groups) : "");
+         (cfg.stream_groups > 1 ? ".sg" + std::to_string(cfg.stream_groups) : "") +
+         (cfg.tensor_dots > 0 ? ".tc" + std::to_string(cfg.tensor_dots) : "");
 }
 
 double tolerance(const Q4MatmulConfig& cfg) {

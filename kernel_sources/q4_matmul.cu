@@ -1,7 +1,8 @@
 // q4_matmul: out[M, N] = x[M, K] * dequantize(GPTQ 4-bit W)[K, N], GEMV to small GEMM (M = 1..8
 // rows per pass, any M by looping passes). The host descriptor (parameters, legality, geometry,
 // workspace) is q4_matmul.hpp; the CPU reference is dequantize_gptq + ref::matmul; the family's
-// stream-K GEMV (configs with sr > 0) is q4_stream.cuh, included below. Not here: the
+// stream-K GEMV (configs with sr > 0) is q4_stream.cuh and its tensor-core tile GEMV (tc > 0)
+// q4_tile.cuh, both included below. Not here: the
 // tensor-core path for larger M. Embedded and compiled by NVRTC at run time; with the template
 // defaults it also builds standalone under nvcc for ncu.
 //
@@ -27,6 +28,7 @@
 
 #include "q4_dequant.cuh"
 #include "q4_stream.cuh"
+#include "q4_tile.cuh"
 #include "q4jit_common.cuh"
 
 namespace q4_matmul_detail {

@@ -232,7 +232,7 @@ TEST(Q4MatmulSpace, StreamConfigsNamedLegalAndSized) {
   EXPECT_FALSE(legal(grouped, device, {1, 4096, 12288, 16, false})) << "2-row groups";
   int stream_configs = 0, grouped_configs = 0;
   for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
-    if (cfg.stream_rows == 0) continue;
+    if (cfg.stream_rows == 0 || cfg.tensor_dots > 0) continue;
     if (cfg.stream_groups > 1) {
       ++grouped_configs;
       const int group_size = cfg.stream_rows / cfg.stream_groups * 8;
@@ -244,6 +244,80 @@ TEST(Q4MatmulSpace, StreamConfigsNamedLegalAndSized) {
   }
   EXPECT_GE(stream_configs, 4);
   EXPECT_GE(grouped_configs, 4);
+}
+
+TEST(Q4MatmulSpace, TileConfigsNamedLegalAndSized) {
+  DeviceInfo ampere;
+  ampere.cc_major = 8;
+  ampere.max_threads_per_block = 1024;
+  DeviceInfo turing = ampere;
+  turing.cc_major = 7;
+  turing.cc_minor = 5;
+  Q4MatmulConfig tile{256, 4, 128, 256, 1, XStaging::global, false, false, 3};
+  tile.stream_rows = 16;
+  tile.tensor_dots = 2;
+  EXPECT_EQ(to_string(tile), "bt256.cpt4.lw128.ks256.mb1.xg.f32.at.p3.sr16.tc2");
+  EXPECT_EQ(name_expression(tile), "q4_tile_kernel<256, 4, 16, 1, true, 3>");
+  EXPECT_EQ(fused_name_expression(tile, {Q4FusedInput::norm, false}),
+            "q4_tile_fused_kernel<256, 4, 16, 1, true, 3, 1, false>");
+  EXPECT_TRUE(fusable(tile));
+  const Q4MatmulShape shape{1, 4096, 12288, 128, true};
+  EXPECT_TRUE(legal(tile, ampere, shape));
+  EXPECT_FALSE(legal(tile, turing, shape)) << "mma.sync m16n8k16 needs sm_80";
+  EXPECT_TRUE(legal(tile, ampere, {5, 4096, 12288, 128, false})) << "more rows run as passes";
+  EXPECT_FALSE(legal(tile, ampere, {1, 4096, 12288, 64, false})) << "16 rows span two g64 groups";
+  // One block per tile of 8 * cpt columns; nothing leaves the block, so no workspace.
+  EXPECT_EQ(geometry(tile, shape, 132).grid_x, 12288u / 32);
+  EXPECT_EQ(geometry(tile, {1, 4096, 4104, 4096, false}, 132).grid_x, 129u) << "partial tile";
+  EXPECT_EQ(geometry(tile, shape, 132).block_x, 256u);
+  EXPECT_EQ(workspace(tile, shape).bytes, 0);
+  Q4MatmulConfig pregather = tile;
+  pregather.x_staging = XStaging::pregather;
+  EXPECT_GE(workspace(pregather, shape).bytes, 4096 * 2) << "xp: the gathered row";
+  EXPECT_EQ(workspace(pregather, shape).zeroed_bytes, 0);
+  Q4MatmulConfig exact = tile;
+  exact.tensor_dots = 1;
+  EXPECT_EQ(name_expression(exact), "q4_tile_kernel<256, 4, 16, 1, false, 3>");
+  // Each rule of legal_tile.
+  auto illegal = [&](auto change, const char* why) {
+    Q4MatmulConfig cfg = tile;
+    change(cfg);
+    EXPECT_FALSE(legal(cfg, ampere, shape)) << why;
+  };
+  illegal([](Q4MatmulConfig& c) { c.columns_per_thread = 8; }, "2 or 4 columns per lane");
+  illegal([](Q4MatmulConfig& c) { c.load_bits = 64; }, "one load holds the lane's columns");
+  illegal([](Q4MatmulConfig& c) { c.rows_per_block = 2; }, "mb 1: rows are passes");
+  illegal([](Q4MatmulConfig& c) { c.blocks_per_sm = 0; }, "p is the launch bound, 1 to 4");
+  illegal(
+      [](Q4MatmulConfig& c) {
+        c.blocks_per_sm = 4;
+        c.block_threads = 1024;
+      },
+      "2048 threads");
+  illegal([](Q4MatmulConfig& c) { c.x_staging = XStaging::shared; }, "nothing staged");
+  illegal([](Q4MatmulConfig& c) { c.half_accumulate = true; }, "fp32 sums only");
+  illegal([](Q4MatmulConfig& c) { c.two_pass = true; }, "no split-K reduction");
+  illegal([](Q4MatmulConfig& c) { c.tensor_dots = 3; }, "tc 1 or 2");
+  illegal([](Q4MatmulConfig& c) { c.stream_rows = 2; }, "whole 4-row sets");
+  Q4MatmulConfig long_stream{128, 4, 128, 256, 1, XStaging::global, false, false, 4};
+  long_stream.stream_rows = 32;
+  EXPECT_FALSE(legal(long_stream, ampere, shape)) << "sr32 is the tile kernel's";
+  Q4MatmulConfig wide_block = long_stream;
+  wide_block.stream_rows = 0;
+  wide_block.block_threads = 512;
+  EXPECT_FALSE(legal(wide_block, ampere, shape)) << "512 threads is the tile kernel's";
+  // The space's tile configs: every one legal on its groups, with whole-group batches for g32.
+  int tiles = 0, grouped = 0;
+  for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
+    if (cfg.tensor_dots == 0) continue;
+    ++tiles;
+    const int group_size = cfg.stream_rows / cfg.stream_groups * 8;
+    grouped += cfg.stream_groups > 1;
+    EXPECT_TRUE(legal(cfg, ampere, {1, 4096, 4096, group_size, cfg.x_staging != XStaging::global}))
+        << to_string(cfg);
+  }
+  EXPECT_GE(tiles, 12);
+  EXPECT_GE(grouped, 4);
 }
 
 // CI's proof that the whole space compiles for sm_80 and sm_90 (no GPU needed).

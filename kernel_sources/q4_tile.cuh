@@ -1,0 +1,315 @@
+// q4_tile_kernel: the q4_matmul family's tensor-core GEMV (configs with tc > 0), for M = 1 (more
+// rows run as passes over the weights). Included by q4_matmul.cu; same arguments and layout as
+// q4_matmul_kernel, and the same fused entry as q4_stream.cuh (its inputs and outputs are
+// reused from there). Needs mma.sync (sm_80+); never legal elsewhere.
+//
+// Work:      a block owns whole column tiles of 8 * kColumns columns, so no sum ever leaves the
+//            block: its warps split the tile's K range in batches of kChunkRows packed rows and
+//            reduce in shared memory. No workspace, counters or fences: the stream-K hand-on
+//            those need costs about 2 us at the end of every launch on the H100.
+// Dots:      lane = 4 g + t. For 4 packed rows at a time, the lane loads row (row0 + t) at
+//            columns g * kColumns .. + kColumns - 1, and one m16n8k16 mma takes two of those
+//            columns: A rows g and g + 8 are the two columns, A's k slots 2t, 2t+1 hold the
+//            word's rows (2h, 2h + 4) and 2t+8, 2t+9 rows (2h + 1, 2h + 5) for half h; B's k
+//            slots hold the matching x pairs of row row0 + t, every B column the same, so every
+//            lane of a quad ends with its column pair's dot in D[0] and D[2]. A permutation of
+//            k that is the same in A and B leaves the dot unchanged, and products and sums are
+//            fp32: more accurate than the fp16 chains of the other kernels.
+// Dequantize: kBiased = false: (q - z) exactly, as q4_dequant.cuh does. kBiased = true: the
+//            masked word goes into A as it is (1024 + q for even nibbles, 1024 + 16 q for odd
+//            ones, whose x enters B divided by 16), and a second mma with a constant A gives
+//            the batch's S = sum of x and C = sum of the bias terms, so that the dot is
+//            D - C - z S in fp32: 4 lop3 and one mma per packed word. The products are exact;
+//            the fp32 sums carry a term up to 1024 times the activations (error about 1e-7 of
+//            that per batch of 8 mma steps).
+#pragma once
+
+#include "portable.cuh"
+
+#include "q4_dequant.cuh"
+#include "q4_stream.cuh"
+#include "q4jit_common.cuh"
+#if Q4JIT_INLINE_PTX
+#include "mma_common.cuh"
+#endif
+
+#if Q4JIT_INLINE_PTX && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
+#define Q4JIT_TILE_MMA 1
+#else
+#define Q4JIT_TILE_MMA 0
+#endif
+
+namespace q4_tile_detail {
+
+#if Q4JIT_TILE_MMA
+using namespace q4jit_device;
+
+// What one batch needs from memory besides x: the lane's words of each 4-row set, and per group
+// of the batch the scales and zero words of the lane's kColumns columns.
+template <int kColumns, int kChunkRows, int kGroups>
+struct BatchLoads {
+  static constexpr int kSets = kChunkRows / 4;
+  WeightWords<kColumns> words[kSets];
+  HalfVector<kColumns> group_scales[kGroups];
+  unsigned zero_words[kGroups];
+
+  __device__ __forceinline__ void request(const unsigned* __restrict__ qweight,
+                                          const __half* __restrict__ scales,
+                                          const unsigned* __restrict__ qzeros, int N, int row0,
+                                          int group, int column) {
+    const int t = threadIdx.x % 4;
+#pragma unroll
+    for (int s = 0; s < kSets; ++s)
+      words[s] = load_weight_words<kColumns>(qweight + size_t(row0 + 4 * s + t) * N + column);
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      group_scales[g] =
+          *reinterpret_cast<const HalfVector<kColumns>*>(scales + size_t(group + g) * N + column);
+      zero_words[g] =
+          __ldg(qzeros + size_t(group + g) * (N / 8) + column / 8) >> (4 * (column % 8));
+    }
+  }
+};
+
+// The A operand of column pair p (of the lane's kColumns) and half h of a set's words.
+template <bool kBiased, int kColumns>
+__device__ __forceinline__ void column_pair_operand(const WeightWords<kColumns>& words, int p,
+                                                    int h, const __half2 (&low_zero)[kColumns],
+                                                    const __half2 (&high_zero)[kColumns],
+                                                    unsigned (&a)[4]) {
+  const unsigned first = words.value[2 * p], second = words.value[2 * p + 1];
+  if constexpr (kBiased) {
+    const unsigned x0 = h ? first >> 8 : first, x1 = h ? second >> 8 : second;
+    a[0] = and_or(x0, 0x000f000fu, 0x64006400u);
+    a[2] = and_or(x0, 0x00f000f0u, 0x64006400u);
+    a[1] = and_or(x1, 0x000f000fu, 0x64006400u);
+    a[3] = and_or(x1, 0x00f000f0u, 0x64006400u);
+  } else {
+    __half2 w0[4], w1[4];
+    dequantize_word(first, low_zero[2 * p], high_zero[2 * p], w0);
+    dequantize_word(second, low_zero[2 * p + 1], high_zero[2 * p + 1], w1);
+    a[0] = half2_bits(w0[2 * h]);
+    a[2] = half2_bits(w0[2 * h + 1]);
+    a[1] = half2_bits(w1[2 * h]);
+    a[3] = half2_bits(w1[2 * h + 1]);
+  }
+}
+
+// The constant A of the biased form: row g sums x as the dot sees it (S: odd pairs hold x / 16),
+// row g + 8 sums B as it is (C / 1024).
+__device__ __forceinline__ void bias_operand(unsigned (&a)[4]) {
+  a[0] = 0x3c003c00u;  // (1, 1)
+  a[1] = 0x3c003c00u;
+  a[2] = 0x4c004c00u;  // (16, 16)
+  a[3] = 0x3c003c00u;
+}
+
+// The group-scaled dot of the lane's own column (`own` of its kColumns) over sets [first, end)
+// of the batch, all of one group.
+template <bool kBiased, int kColumns, int kSets>
+__device__ __forceinline__ float group_dot(const WeightWords<kColumns> (&words)[kSets],
+                                           const __half2 (&pairs)[kSets][4], int first, int end,
+                                           const HalfVector<kColumns>& scales, unsigned zero_word,
+                                           int own) {
+  __half2 low_zero[kColumns], high_zero[kColumns];
+  if constexpr (!kBiased) {
+#pragma unroll
+    for (int v = 0; v < kColumns; ++v) {
+      const unsigned zero = ((zero_word >> (4 * v)) & 15u) + 1u;
+      low_zero[v] = low_zero_of(zero);
+      high_zero[v] = high_zero_of(zero);
+    }
+  }
+  float d[kColumns / 2][4] = {};
+  float bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  unsigned constant[4];
+  bias_operand(constant);
+#pragma unroll
+  for (int s = first; s < end; ++s) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned b[2] = {half2_bits(pairs[s][2 * h]), half2_bits(pairs[s][2 * h + 1])};
+      if constexpr (kBiased) mma_16816(bias, constant, b);
+#pragma unroll
+      for (int p = 0; p < kColumns / 2; ++p) {
+        unsigned a[4];
+        column_pair_operand<kBiased>(words[s], p, h, low_zero, high_zero, a);
+        mma_16816(d[p], a, b);
+      }
+    }
+  }
+  // Explicit selects: an index by `own` would put d in local memory.
+  const bool odd = own & 1;
+  float dot = odd ? d[0][2] : d[0][0];
+  if constexpr (kColumns == 4) dot = own >= 2 ? (odd ? d[1][2] : d[1][0]) : dot;
+  if constexpr (kBiased) {
+    const float zero = float(((zero_word >> (4 * own)) & 15u) + 1u);
+    dot -= fmaf(zero, bias[0], 1024.0f * bias[2]);
+  }
+  float scale = __half2float(scales.value[0]);
+#pragma unroll
+  for (int v = 1; v < kColumns; ++v) scale = own == v ? __half2float(scales.value[v]) : scale;
+  return scale * dot;
+}
+
+// The kernel body: pass m (x row m) at a time, the block's warps split the tile's batches, then
+// sum in shared memory and hand each column's total to the output. The warp's first batch is
+// requested before the grid dependency wait (weights, scales and zeros are never written).
+template <int kThreads, int kColumns, int kChunkRows, int kChunkGroups, bool kBiased, class Input,
+          class Output>
+__device__ __forceinline__ void tile(const Output& output, Input input,
+                                     const unsigned* __restrict__ qweight,
+                                     const __half* __restrict__ scales,
+                                     const unsigned* __restrict__ qzeros, int M, int K, int N,
+                                     int group_size) {
+  constexpr int kWarps = kThreads / 32;
+  constexpr int kSets = kChunkRows / 4;
+  constexpr int kTileColumns = 8 * kColumns;
+  constexpr int kGroupSets = kSets / kChunkGroups;
+  static_assert(kSets % kChunkGroups == 0, "whole 4-row sets per group");
+  __shared__ float partial[kWarps][kTileColumns];
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, warp = threadIdx.x / 32;
+  const int own = t % kColumns;  // the column of the lane's kColumns that this lane keeps
+  const int tile = blockIdx.x;
+  const int column = min(tile * kTileColumns + g * kColumns, N - kColumns);
+  const int rows_per_group = group_size / 8;
+  const int batches = K / 8 / kChunkRows;
+  const int batch_begin = batches * warp / kWarps, batch_end = batches * (warp + 1) / kWarps;
+  auto first_group = [&](int batch) {
+    return kChunkGroups > 1 ? batch * kChunkGroups : batch * kChunkRows / rows_per_group;
+  };
+
+  BatchLoads<kColumns, kChunkRows, kChunkGroups> loads;
+  bool preloaded = batch_begin < batch_end;
+  if (preloaded)
+    loads.request(qweight, scales, qzeros, N, batch_begin * kChunkRows, first_group(batch_begin),
+                  column);
+  grid_dependency_begin();
+  input.template prepare<kThreads>();
+
+  for (int m = 0; m < M; ++m) {
+    float sum = 0.0f;
+    for (int batch = batch_begin; batch < batch_end; ++batch) {
+      const int row0 = batch * kChunkRows;
+      if (!preloaded) loads.request(qweight, scales, qzeros, N, row0, first_group(batch), column);
+      preloaded = false;
+      input.begin_chunk(row0);
+      __half2 pairs[kSets][4];
+#pragma unroll
+      for (int s = 0; s < kSets; ++s) {
+        input.pairs(m, row0 + 4 * s + t, 4 * s + t, pairs[s]);
+        if constexpr (kBiased) {  // odd pairs meet 1024 + 16 q
+          const __half2 sixteenth = __half2half2(__ushort_as_half(0x2c00));
+          pairs[s][1] = __hmul2(pairs[s][1], sixteenth);
+          pairs[s][3] = __hmul2(pairs[s][3], sixteenth);
+        }
+      }
+#pragma unroll
+      for (int gi = 0; gi < kChunkGroups; ++gi)
+        sum += group_dot<kBiased>(loads.words, pairs, gi * kGroupSets, (gi + 1) * kGroupSets,
+                                  loads.group_scales[gi], loads.zero_words[gi], own);
+    }
+    if (t < kColumns) partial[warp][g * kColumns + own] = sum;
+    __syncthreads();
+    if (threadIdx.x < kTileColumns && tile * kTileColumns + int(threadIdx.x) < N) {
+      float total = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) total += partial[w][threadIdx.x];
+      output.store(size_t(m) * N + tile * kTileColumns + threadIdx.x, total);
+    }
+    __syncthreads();  // partial is free for the next pass
+  }
+}
+#endif  // Q4JIT_TILE_MMA
+
+__device__ __forceinline__ void unsupported() {
+#if Q4JIT_HIP
+  __builtin_trap();
+#else
+  __trap();
+#endif
+}
+
+}  // namespace q4_tile_detail
+
+// One block per column tile of 8 * kColumns columns. kColumns: 2 or 4 (64- or 128-bit loads);
+// kChunkRows: 4 to 32 packed rows per batch, dividing a group, or kChunkGroups whole groups.
+template <int kThreads = 256, int kColumns = 4, int kChunkRows = 16, int kChunkGroups = 1,
+          bool kBiased = true, int kBlocksPerSm = 1>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    q4_tile_kernel(__half* __restrict__ out, float* __restrict__ /*workspace*/,
+                   unsigned* __restrict__ /*tile_counters*/, const __half* __restrict__ x,
+                   const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
+                   const __half* __restrict__ scales, const unsigned* __restrict__ qzeros, int M,
+                   int K, int N, int group_size) {
+  static_assert(kThreads >= 64 && kThreads <= 1024 && kThreads % 32 == 0, "kThreads: 64..1024");
+  static_assert(kColumns == 2 || kColumns == 4, "kColumns: 2 or 4");
+  static_assert(kChunkRows == 4 || kChunkRows == 8 || kChunkRows == 16 || kChunkRows == 32,
+                "kChunkRows: 4, 8, 16, 32");
+  static_assert(kChunkGroups == 1 || kChunkGroups == 2 || kChunkGroups == 4,
+                "kChunkGroups: 1, 2, 4");
+#if Q4JIT_TILE_MMA
+  using namespace q4_tile_detail;
+  using q4_stream_detail::DirectInput;
+  using q4_stream_detail::DirectOutput;
+  if (x_map != nullptr) {
+    tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
+        DirectOutput{out}, DirectInput<true>{x, x_map, K}, qweight, scales, qzeros, M, K, N,
+        group_size);
+  } else {
+    tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
+        DirectOutput{out}, DirectInput<false>{x, x_map, K}, qweight, scales, qzeros, M, K, N,
+        group_size);
+  }
+#else
+  q4_tile_detail::unsupported();
+#endif
+}
+
+// q4_tile_kernel for one token with its neighbours fused, as q4_stream_fused_kernel does (same
+// Q4StreamFusion, inputs and outputs; see there).
+template <int kThreads = 256, int kColumns = 4, int kChunkRows = 16, int kChunkGroups = 1,
+          bool kBiased = true, int kBlocksPerSm = 1, int kInput = kStreamInputNorm,
+          bool kResidual = false>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    q4_tile_fused_kernel(__half* __restrict__ out, float* __restrict__ /*workspace*/,
+                         unsigned* __restrict__ /*tile_counters*/, const __half* __restrict__ x,
+                         const int* __restrict__ x_map, const unsigned* __restrict__ qweight,
+                         const __half* __restrict__ scales, const unsigned* __restrict__ qzeros,
+                         int M, int K, int N, int group_size, Q4StreamFusion fusion) {
+  static_assert(kInput >= kStreamInputDirect && kInput <= kStreamInputSilu, "kInput: 0, 1, 2");
+#if Q4JIT_TILE_MMA
+  using namespace q4_tile_detail;
+  using namespace q4_stream_detail;
+  __shared__ __align__(16) __half staged[kThreads / 32][kChunkRows * 8];
+  __half* warp_staged = staged[threadIdx.x / 32];
+  auto run = [&](const auto& input) {
+    if constexpr (kResidual) {
+      tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
+          ResidualOutput{fusion.residual, fusion.residual_delta, fusion.sorted_copy,
+                         fusion.sorted_position},
+          input, qweight, scales, qzeros, M, K, N, group_size);
+    } else {
+      tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
+          DirectOutput{out}, input, qweight, scales, qzeros, M, K, N, group_size);
+    }
+  };
+  if constexpr (kInput == kStreamInputNorm) {
+    if (x_map != nullptr) {
+      run(StagedInput<kChunkRows, NormCompute<true, kChunkRows / 4>>{
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
+    } else {
+      run(StagedInput<kChunkRows, NormCompute<false, kChunkRows / 4>>{
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
+    }
+  } else if constexpr (kInput == kStreamInputSilu) {
+    run(StagedInput<kChunkRows, SiluCompute>{warp_staged, {x, fusion.up}});
+  } else if (x_map != nullptr) {
+    run(DirectInput<true>{x, x_map, K});
+  } else {
+    run(DirectInput<false>{x, x_map, K});
+  }
+#else
+  q4_tile_detail::unsupported();
+#endif
+}
