@@ -50,9 +50,14 @@ constexpr int kTile[][5] = {
     {1024, 4, 16, 1, 2}, {256, 4, 32, 3, 2}, {128, 4, 16, 4, 2}, {512, 2, 16, 2, 2},
     {256, 2, 16, 4, 2},  {256, 4, 8, 4, 2},  {256, 4, 16, 3, 1}, {512, 4, 16, 1, 1},
 };
-// The winning tile layouts again with batches of several whole groups {bt, cpt, sr, p}, for g32
-// and g64 (sg 2 and 4 where legal).
-constexpr int kTileGroups[][4] = {{256, 4, 16, 3}, {512, 4, 16, 1}, {1024, 4, 16, 1}};
+// The winning tile layouts again with batches of several whole groups {bt, cpt, sr, p, tc}, for
+// g32 and g64 (sg 2 and 4 where legal): per group the biased form adds two mma and a correction,
+// so small groups also try the exact dequantize.
+constexpr int kTileGroups[][5] = {{256, 4, 16, 3, 2},
+                                  {512, 4, 16, 1, 2},
+                                  {1024, 4, 16, 1, 2},
+                                  {256, 4, 16, 3, 1},
+                                  {512, 4, 16, 1, 1}};
 // Layouts on which every strategy is in the space {bt, cpt, lw, ks, p}: the default one block per
 // unit and persistent, the narrowest loads with the longest per-thread loop, the single-warp block.
 constexpr int kAnchors[][5] = {
@@ -212,13 +217,13 @@ std::vector<Q4MatmulConfig> q4_matmul_configs() {
       add(cfg);
     }
   }
-  for (const auto& [threads, columns, batch, blocks] : kTileGroups) {
+  for (const auto& [threads, columns, batch, blocks, dots] : kTileGroups) {
     for (int groups : {2, 4}) {
       Q4MatmulConfig cfg{threads,          columns, 32 * columns, 256,   1,
                          XStaging::global, false,   false,        blocks};
       cfg.stream_rows = batch;
       cfg.stream_groups = groups;
-      cfg.tensor_dots = 2;
+      cfg.tensor_dots = dots;
       add(cfg);
     }
   }

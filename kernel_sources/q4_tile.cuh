@@ -45,26 +45,26 @@ namespace q4_tile_detail {
 using namespace q4jit_device;
 
 // What one batch needs from memory besides x: the lane's words of each 4-row set, and per group
-// of the batch the scales and zero words of the lane's kColumns columns.
+// of the batch the scale of the lane's own column and the zero word of its kColumns columns
+// (only the own column's scale is ever used: fewer registers and no select).
 template <int kColumns, int kChunkRows, int kGroups>
 struct BatchLoads {
   static constexpr int kSets = kChunkRows / 4;
   WeightWords<kColumns> words[kSets];
-  HalfVector<kColumns> group_scales[kGroups];
+  __half own_scales[kGroups];
   unsigned zero_words[kGroups];
 
   __device__ __forceinline__ void request(const unsigned* __restrict__ qweight,
                                           const __half* __restrict__ scales,
                                           const unsigned* __restrict__ qzeros, int N, int row0,
-                                          int group, int column) {
+                                          int group, int column, int own) {
     const int t = threadIdx.x % 4;
 #pragma unroll
     for (int s = 0; s < kSets; ++s)
       words[s] = load_weight_words<kColumns>(qweight + size_t(row0 + 4 * s + t) * N + column);
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
-      group_scales[g] =
-          *reinterpret_cast<const HalfVector<kColumns>*>(scales + size_t(group + g) * N + column);
+      own_scales[g] = scales[size_t(group + g) * N + column + own];
       zero_words[g] =
           __ldg(qzeros + size_t(group + g) * (N / 8) + column / 8) >> (4 * (column % 8));
     }
@@ -109,8 +109,7 @@ __device__ __forceinline__ void bias_operand(unsigned (&a)[4]) {
 template <bool kBiased, int kColumns, int kSets>
 __device__ __forceinline__ float group_dot(const WeightWords<kColumns> (&words)[kSets],
                                            const __half2 (&pairs)[kSets][4], int first, int end,
-                                           const HalfVector<kColumns>& scales, unsigned zero_word,
-                                           int own) {
+                                           __half scale, unsigned zero_word, int own) {
   __half2 low_zero[kColumns], high_zero[kColumns];
   if constexpr (!kBiased) {
 #pragma unroll
@@ -146,10 +145,7 @@ __device__ __forceinline__ float group_dot(const WeightWords<kColumns> (&words)[
     const float zero = float(((zero_word >> (4 * own)) & 15u) + 1u);
     dot -= fmaf(zero, bias[0], 1024.0f * bias[2]);
   }
-  float scale = __half2float(scales.value[0]);
-#pragma unroll
-  for (int v = 1; v < kColumns; ++v) scale = own == v ? __half2float(scales.value[v]) : scale;
-  return scale * dot;
+  return __half2float(scale) * dot;
 }
 
 // The kernel body: pass m (x row m) at a time, the block's warps split the tile's batches, then
@@ -183,7 +179,7 @@ __device__ __forceinline__ void tile(const Output& output, Input input,
   bool preloaded = batch_begin < batch_end;
   if (preloaded)
     loads.request(qweight, scales, qzeros, N, batch_begin * kChunkRows, first_group(batch_begin),
-                  column);
+                  column, own);
   grid_dependency_begin();
   input.template prepare<kThreads>();
 
@@ -191,7 +187,8 @@ __device__ __forceinline__ void tile(const Output& output, Input input,
     float sum = 0.0f;
     for (int batch = batch_begin; batch < batch_end; ++batch) {
       const int row0 = batch * kChunkRows;
-      if (!preloaded) loads.request(qweight, scales, qzeros, N, row0, first_group(batch), column);
+      if (!preloaded)
+        loads.request(qweight, scales, qzeros, N, row0, first_group(batch), column, own);
       preloaded = false;
       input.begin_chunk(row0);
       __half2 pairs[kSets][4];
@@ -207,7 +204,7 @@ __device__ __forceinline__ void tile(const Output& output, Input input,
 #pragma unroll
       for (int gi = 0; gi < kChunkGroups; ++gi)
         sum += group_dot<kBiased>(loads.words, pairs, gi * kGroupSets, (gi + 1) * kGroupSets,
-                                  loads.group_scales[gi], loads.zero_words[gi], own);
+                                  loads.own_scales[gi], loads.zero_words[gi], own);
     }
     if (t < kColumns) partial[warp][g * kColumns + own] = sum;
     __syncthreads();
