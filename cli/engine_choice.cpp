@@ -20,10 +20,11 @@ void add_device_option(CLI::App& command, DeviceOption& option) {
   command.add_flag("--no-overlap", option.no_overlap,
                    "GPU: launch each kernel after the previous one ends (default on sm_90+: "
                    "programmatic dependent launch starts it during the previous one's tail)");
-  command.add_flag("--no-fuse", option.no_fuse,
-                   "GPU: decode with separate norm, SiLU and residual-add kernels (default: fused "
-                   "into the projections, as stream-K GEMVs, when a step timed at load is faster "
-                   "that way; --verbose prints the fused, fused with o apart and unfused times)");
+  command.add_flag(
+      "--no-fuse", option.no_fuse,
+      "GPU: decode with separate norm, SiLU and residual-add kernels (default: fused "
+      "into the projections, as stream-K or tile GEMVs, when a step timed at load is faster "
+      "that way; --verbose prints the fused, fused with o apart and unfused times)");
   command
       .add_option("--tune", option.tune,
                   "GPU: auto tunes the model's matmuls missing from the tuning database at load "

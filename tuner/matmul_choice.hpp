@@ -60,11 +60,11 @@ class MatmulChooser {
   // true (the default). Ask only for parts that can fuse (equal K, group size, permutation).
   bool fuse(const MatmulShapeKey& fused, std::span<const MatmulShapeKey> parts) const;
 
-  // The GEMV configuration of a fused decode launch (q4_stream_fused_kernel) for `shape` at one
-  // row: choose()'s when it is a stream-K GEMV; else the fastest stream-K configuration that the
-  // tuning of bucket 1 validated and timed (a block-kernel winner by a few percent would
-  // otherwise keep a whole layer unfused); else the first stream-K one of the space. nullopt
-  // when none is legal. The engine measures the fused step against the unfused one anyway.
+  // The GEMV configuration of a fused decode launch (q4_stream_fused_kernel, q4_tile_fused_kernel)
+  // for `shape` at one row: choose()'s when it is a fusable GEMV; else the fastest fusable
+  // configuration that the tuning of bucket 1 validated and timed (a block-kernel winner by a few
+  // percent would otherwise keep a whole layer unfused); else the first fusable one of the space.
+  // nullopt when none is legal. The engine measures the fused step against the unfused one anyway.
   std::optional<Q4MatmulConfig> fused_gemv(const MatmulShapeKey& shape) const;
 
   // Defaults without the database: gemv up to kDefaultGemvMaxRows rows (or on GPUs older than

@@ -120,7 +120,7 @@ void launch_q4_matmul_fused(Backend& backend, const Function& function, const Q4
                             const Q4FusionOperands& fusion, StreamView stream) {
   // xp's pregather is never needed: the norm input gathers itself, the others read in order.
   Q4JIT_CHECK(shape.M == 1 && fusable(cfg),
-              to_string(cfg) + ": a fused launch needs M = 1 and a stream-K configuration");
+              to_string(cfg) + ": a fused launch needs M = 1 and a stream-K or tile configuration");
   const Q4MatmulGeometry grid = geometry(cfg, shape, backend.current_device().sm_count);
   const Q4MatmulWorkspace layout = workspace(cfg, shape);
   LaunchGeometry matmul;

@@ -35,7 +35,7 @@ CandidateFootprint q4_matmul_footprint(const Q4MatmulConfig& cfg, const Q4Matmul
     footprint.indivisible = "group size " + std::to_string(shape.group_size) +
                             " must be a multiple of 8 dividing K " + std::to_string(shape.K);
   } else if (cfg.stream_rows > 0 && !batches_fit_groups(cfg, shape.group_size)) {
-    footprint.indivisible = "stream-K batches of " + std::to_string(cfg.stream_rows) + " rows in " +
+    footprint.indivisible = "batches of " + std::to_string(cfg.stream_rows) + " rows in " +
                             std::to_string(cfg.stream_groups) + " group(s) do not fit group size " +
                             std::to_string(shape.group_size);
   }

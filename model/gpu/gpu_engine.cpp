@@ -365,8 +365,8 @@ constexpr Q4Fusion kSiluResidual{Q4FusedInput::silu, true};
 constexpr Q4Fusion kDirectResidual{Q4FusedInput::direct, true};
 
 // Whether a layer's projections all have their fused forms at one row: q, k, v one projection,
-// gate and up one, each with a stream-K configuration at one row (MatmulChooser::fused_gemv),
-// and down reading its input in order.
+// gate and up one, each with a fusable (stream-K or tile) configuration at one row
+// (MatmulChooser::fused_gemv), and down reading its input in order.
 bool layer_fusable(MatmulDispatch& dispatch, const DeviceLayer& layer) {
   if (layer.attention_in.size() != 1 || layer.mlp_in.size() != 1) return false;
   if (layer.down.shape.act_order && !layer.down_input_sorted) return false;
@@ -498,7 +498,7 @@ void GpuEngine::State::choose_fused_decode() {
   };
   const bool o_residual = stats.fused_o_residual;
   stats.fused_step_us = time_step(true, o_residual);
-  // o as its own tuned kernel may beat its stream-K form by more than the residual add saves.
+  // o as its own tuned kernel may beat its fused form by more than the residual add saves.
   stats.fused_o_apart_step_us = o_residual ? time_step(true, false) : 0;
   stats.unfused_step_us = time_step(false, false);
   const bool o_apart_faster = o_residual && stats.fused_o_apart_step_us < stats.fused_step_us;

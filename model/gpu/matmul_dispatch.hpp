@@ -44,8 +44,8 @@ class MatmulDispatch {
   void run(const DeviceLinear& linear, int64_t M, uint64_t x, uint64_t out, uint64_t scratch,
            StreamView stream, bool x_sorted = false);
   // The fused decode launches (q4_matmul.hpp: Q4Fusion), one row only, with the configuration
-  // MatmulChooser::fused_gemv names (the chosen GEMV when it is stream-K, else the fastest
-  // stream-K one tuned). fusable: whether there is one. prepare_fused loads the
+  // MatmulChooser::fused_gemv names (the chosen GEMV when it is fusable: stream-K or tile; else
+  // the fastest fusable one tuned). fusable: whether there is one. prepare_fused loads the
   // kernel of `fusion`; run_fused enqueues it, with x in the weights' row order, except for the
   // norm input without x_sorted: original order, gathered through x_map by act-order weights
   // (and the norm weight in the order of x).
