@@ -542,6 +542,46 @@ struct Q4StreamFusion {
   float eps;                     // kStreamInputNorm
 };
 
+namespace q4_stream_detail {
+
+// Calls run(input) with a fused kernel's input (kInput, Q4StreamInput): the norm or SiLU computed
+// into the warp's staging row (kChunkRows * 8 halves), or x as given; each x_map case its own
+// instantiation, so no loop tests x_map. Shared by the stream-K and tile fused kernels.
+template <int kChunkRows, int kInput, class Run>
+__device__ __forceinline__ void with_fused_input(const Run& run, __half* warp_staged,
+                                                 const __half* x, const int* x_map, int K,
+                                                 const Q4StreamFusion& fusion) {
+  if constexpr (kInput == kStreamInputNorm) {
+    if (x_map != nullptr) {
+      run(StagedInput<kChunkRows, NormCompute<true, kChunkRows / 4>>{
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
+    } else {
+      run(StagedInput<kChunkRows, NormCompute<false, kChunkRows / 4>>{
+          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
+    }
+  } else if constexpr (kInput == kStreamInputSilu) {
+    run(StagedInput<kChunkRows, SiluCompute>{warp_staged, {x, fusion.up}});
+  } else if (x_map != nullptr) {
+    run(DirectInput<true>{x, x_map, K});
+  } else {
+    run(DirectInput<false>{x, x_map, K});
+  }
+}
+
+// Calls run(output) with a fused kernel's output: out, or (kResidual) the residual row.
+template <bool kResidual, class Run>
+__device__ __forceinline__ void with_fused_output(const Run& run, __half* out,
+                                                  const Q4StreamFusion& fusion) {
+  if constexpr (kResidual) {
+    run(ResidualOutput{fusion.residual, fusion.residual_delta, fusion.sorted_copy,
+                       fusion.sorted_position});
+  } else {
+    run(DirectOutput{out});
+  }
+}
+
+}  // namespace q4_stream_detail
+
 // q4_stream_kernel for one token (M = 1) with its neighbours fused, so a decode layer needs no
 // norm, SiLU or residual-add launch: the input computed from the producers' outputs (the norm
 // after a block-wide sum of squares), the output added into the residual row. Same weights,
@@ -561,31 +601,15 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   static_assert(kInput >= kStreamInputDirect && kInput <= kStreamInputSilu, "kInput: 0, 1, 2");
   __shared__ __align__(16) __half staged[kThreads / 32][kChunkRows * 8];
   __half* warp_staged = staged[threadIdx.x / 32];
-  auto run = [&](const auto& input) {
-    if constexpr (kResidual) {
-      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows, kChunkGroups>(
-          ResidualOutput{fusion.residual, fusion.residual_delta, fusion.sorted_copy,
-                         fusion.sorted_position},
-          workspace, tile_counters, input, qweight, scales, qzeros, M, K, N, group_size);
-    } else {
-      stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows, kChunkGroups>(
-          DirectOutput{out}, workspace, tile_counters, input, qweight, scales, qzeros, M, K, N,
-          group_size);
-    }
-  };
-  if constexpr (kInput == kStreamInputNorm) {
-    if (x_map != nullptr) {
-      run(StagedInput<kChunkRows, NormCompute<true, kChunkRows / 4>>{
-          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
-    } else {
-      run(StagedInput<kChunkRows, NormCompute<false, kChunkRows / 4>>{
-          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
-    }
-  } else if constexpr (kInput == kStreamInputSilu) {
-    run(StagedInput<kChunkRows, SiluCompute>{warp_staged, {x, fusion.up}});
-  } else if (x_map != nullptr) {
-    run(DirectInput<true>{x, x_map, K});
-  } else {
-    run(DirectInput<false>{x, x_map, K});
-  }
+  with_fused_input<kChunkRows, kInput>(
+      [&](const auto& input) {
+        with_fused_output<kResidual>(
+            [&](const auto& output) {
+              stream<kThreads, kColumns, kLoadBits, kRowsM, kHalfAccumulate, kChunkRows,
+                     kChunkGroups>(output, workspace, tile_counters, input, qweight, scales, qzeros,
+                                   M, K, N, group_size);
+            },
+            out, fusion);
+      },
+      warp_staged, x, x_map, K, fusion);
 }

@@ -280,32 +280,16 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   using namespace q4_stream_detail;
   __shared__ __align__(16) __half staged[kThreads / 32][kChunkRows * 8];
   __half* warp_staged = staged[threadIdx.x / 32];
-  auto run = [&](const auto& input) {
-    if constexpr (kResidual) {
-      tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
-          ResidualOutput{fusion.residual, fusion.residual_delta, fusion.sorted_copy,
-                         fusion.sorted_position},
-          input, qweight, scales, qzeros, M, K, N, group_size);
-    } else {
-      tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
-          DirectOutput{out}, input, qweight, scales, qzeros, M, K, N, group_size);
-    }
-  };
-  if constexpr (kInput == kStreamInputNorm) {
-    if (x_map != nullptr) {
-      run(StagedInput<kChunkRows, NormCompute<true, kChunkRows / 4>>{
-          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
-    } else {
-      run(StagedInput<kChunkRows, NormCompute<false, kChunkRows / 4>>{
-          warp_staged, {x, fusion.input_delta, fusion.norm_weight, x_map, K, fusion.eps}});
-    }
-  } else if constexpr (kInput == kStreamInputSilu) {
-    run(StagedInput<kChunkRows, SiluCompute>{warp_staged, {x, fusion.up}});
-  } else if (x_map != nullptr) {
-    run(DirectInput<true>{x, x_map, K});
-  } else {
-    run(DirectInput<false>{x, x_map, K});
-  }
+  with_fused_input<kChunkRows, kInput>(
+      [&](const auto& input) {
+        with_fused_output<kResidual>(
+            [&](const auto& output) {
+              tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
+                  output, input, qweight, scales, qzeros, M, K, N, group_size);
+            },
+            out, fusion);
+      },
+      warp_staged, x, x_map, K, fusion);
 #else
   q4_tile_detail::unsupported();
 #endif
