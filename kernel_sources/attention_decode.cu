@@ -40,6 +40,14 @@
 //              rope_cache then attention_decode with the same configuration and splits. The first
 //              K rows go out before the angles and the new row's loads, the V rows after them,
 //              so that the keys' latency covers both.
+// Early loads: the fused launch reads the step's length and position, out_position and its first
+//              burst of cache rows before its grid dependency wait, so that they arrive while the
+//              qkv projection before it finishes. None of them is written by the kernel just before
+//              (the portable.cuh invariant): a kernel can start only after the one before it has
+//              passed its own wait, so every kernel two or more launches back has completed. The
+//              caller must not launch it right after a kernel that writes the cache rows it reads
+//              (the engine runs it after the qkv projection; the unfused kernel, which runs after
+//              rope_cache, waits first).
 // Geometry:    grid (H / kHeadsPerBlock, splits), block (kThreads), static shared memory; splits
 //              >= ceil(length / kSplit) (splits past the length add nothing: maximum -inf, sum
 //              0). Block (g, s) scores the kHeadsPerBlock query heads of group g, which share
@@ -413,13 +421,15 @@ __device__ __forceinline__ void attention_decode_body(
   __shared__ float accumulated[kHeadsPerBlock][kHeadDim];
   __shared__ bool last_block;
 
-  // Loads that do not depend on the length go out beside it.
+  // Loads that do not depend on the length go out beside it. The fused launch reads the length,
+  // the position, the output order and the first burst of cache rows before its grid dependency
+  // wait (see Early loads above), and the queries after it.
   const int length = *length_in;
   const int position = kRope ? *token.positions : -1;
   const int h0 = blockIdx.x * kHeadsPerBlock;
   const int column = (threadIdx.x % kLanes) * 8;  // first of this thread's 8 dims
-  const RawQueries<kHeadsPerBlock> raw_queries =
-      load_queries<kHeadDim, kHeadsPerBlock>(q, h0, column);
+  RawQueries<kHeadsPerBlock> raw_queries;
+  if constexpr (!kRope) raw_queries = load_queries<kHeadDim, kHeadsPerBlock>(q, h0, column);
   const Destinations<kHeadDim, kThreads, kHeadsPerBlock> destinations(out_position, h0);
 
   const int kv_head = h0 / (heads / kv_heads);
@@ -443,15 +453,18 @@ __device__ __forceinline__ void attention_decode_body(
   }
 
   // The first burst: the first batch's key rows and value rows (which do not depend on the scores).
-  // The fused launch computes its angles and loads the new row between the two, under the keys'
-  // latency, so that the angles' registers and the value rows' are not needed at once.
+  // The fused launch then waits for the projection that wrote q, k and v, loads the queries,
+  // computes its angles and stages the new row, all under the burst's latency.
   uint4 key_raw[kBatchRows], value_raw[kBatchRows];
   load_batch<kBatchRows, kRowsPerPass>(key_raw, keys, row_stride, row_slot, count, new_row_index);
-  if constexpr (kRope)
-    stage_new_row<kHeadDim>(rope_stage<kHeadDim>(), token, position, new_row_index, store, kv_head,
-                            kv_heads);
   load_batch<kBatchRows, kRowsPerPass>(value_raw, values, row_stride, row_slot, count,
                                        new_row_index);
+  if constexpr (kRope) {
+    q4jit_device::grid_dependency_begin();
+    raw_queries = load_queries<kHeadDim, kHeadsPerBlock>(q, h0, column);
+    stage_new_row<kHeadDim>(rope_stage<kHeadDim>(), token, position, new_row_index, store, kv_head,
+                            kv_heads);
+  }
 
   float query[kHeadsPerBlock][8];
   NewRow new_row;
@@ -576,7 +589,7 @@ __global__ void __launch_bounds__(kThreads)
                                  float* partials, const int* positions, const int* length_in,
                                  int max_positions, int heads, int kv_heads, float theta,
                                  float rope_scale, float scale, const int* out_position) {
-  q4jit_device::grid_dependency_begin();
+  // grid_dependency_begin is in the body, after the early loads.
   const q4jit_decode::NewToken token{
       k, v, key_cache, value_cache, positions, max_positions, theta, rope_scale};
   q4jit_decode::attention_decode_body<kHeadDim, kSplit, kThreads, kHeadsPerBlock, true>(

@@ -7,7 +7,7 @@
 // Ties:        the lowest id among equal maxima wins; NaN loses to every number, and among NaNs
 //              the highest id wins: exactly the host scan's order, so both choose the same id.
 // Geometry:    one block of kThreads threads (one launch per token: the row is V fp32 from L2,
-//              the lm_head just wrote it).
+//              the lm_head just wrote it), each thread's ids kThreads apart.
 // Parameters:  kThreads 256, 512, 1024; they change nothing but speed.
 #include "portable.cuh"
 
@@ -52,9 +52,22 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ Candidate warp_winners[kWarps];
   Candidate best{0.0f, -1};
   // Each thread scans its ids in increasing order: a later equal value never replaces an earlier.
-  for (int id = threadIdx.x; id < V; id += kThreads) {
-    const Candidate c{logits[id], id};
-    if (q4jit_greedy::beats(c, best)) best = c;
+  // kBurst loads go out before the first comparison: one round trip to L2 per kBurst ids, not one
+  // per id (a 32000-row vocabulary: 4 round trips, not 32).
+  constexpr int kBurst = 8;
+  for (int base = threadIdx.x; base < V; base += kBurst * kThreads) {
+    float values[kBurst];
+#pragma unroll
+    for (int b = 0; b < kBurst; ++b) {
+      const int id = base + b * kThreads;
+      values[b] = id < V ? logits[id] : 0.0f;
+    }
+#pragma unroll
+    for (int b = 0; b < kBurst; ++b) {
+      const int id = base + b * kThreads;
+      if (id < V && q4jit_greedy::beats(Candidate{values[b], id}, best))
+        best = Candidate{values[b], id};
+    }
   }
   best = q4jit_greedy::warp_best(best);
   if (threadIdx.x % 32 == 0) warp_winners[threadIdx.x / 32] = best;

@@ -84,12 +84,13 @@ __device__ __forceinline__ void store_device_coherent(float* address, float valu
 // Programmatic dependent launch (sm_90): the engine may launch a kernel while the one before it
 // on the stream is still running, so that its launch and prologue overlap the other's tail.
 // Invariant: every kernel of kernel_sources/ calls grid_dependency_begin() before its first
-// access to global memory that an earlier kernel may write (only reads of weights, which no kernel
-// writes, may come first: the q4 stream kernel prefetches them); that waits for the previous grid
-// to complete and its writes to be visible (a no-op when the launch did not ask for the overlap,
-// and before sm_90), then lets the next kernel be launched once every block of this one has
-// started. Because each kernel waits for its predecessor in full, a kernel also sees everything
-// earlier kernels wrote.
+// access to global memory that the kernel just before it may write; that waits for the previous
+// grid to complete and its writes to be visible (a no-op when the launch did not ask for the
+// overlap, and before sm_90), then lets the next kernel be launched once every block of this one
+// has passed it. So a kernel starts only after the one before it has waited, and every kernel two
+// or more launches back has completed: reads of what only those wrote may come before the wait.
+// Two kinds do: weights, which no kernel writes (the q4 GEMVs prefetch them), and the fused decode
+// attention's cache rows, length and position (attention_decode.cu, Early loads).
 namespace q4jit_device {
 __device__ __forceinline__ void grid_dependency_begin() {
 #if Q4JIT_INLINE_PTX && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -175,6 +175,23 @@ TEST_P(GpuEngineSmall, GraphsChangeNothing) {
   EXPECT_EQ(without.stats().graph_replays, 0);
 }
 
+// The decode graphs of every attention plan up to max_positions are captured at load: a greedy
+// decode whose length crosses several plans captures nothing more (each capture would stall it).
+TEST_P(GpuEngineSmall, EveryDecodePlanIsCapturedAtLoad) {
+  GpuEngineOptions options = test_options();
+  options.max_positions = 300;
+  GpuEngine gpu(model_, options);
+  const int64_t at_load = gpu.stats().graph_captures;
+  EXPECT_GE(at_load, 3) << "lengths 1 to 300 span several attention plans";
+  const std::vector<int32_t> prompt = random_tokens(3, 4096, 16);
+  const std::vector<float> logits = gpu.forward(prompt, false);
+  const int64_t replays = gpu.stats().graph_replays;
+  const std::vector<int32_t> chosen = gpu.decode_greedy(argmax(logits), 290);
+  EXPECT_EQ(chosen.size(), 290u);
+  EXPECT_EQ(gpu.stats().graph_captures, at_load) << "a capture in the middle of a request";
+  EXPECT_GE(gpu.stats().graph_replays - replays, 290);
+}
+
 // Overlapped launches (programmatic dependent launch, on by default on sm_90) against plain
 // stream order, prefill and graph-replayed decode: the kernels' grid_dependency_begin must keep
 // every read after the previous kernel's writes.
