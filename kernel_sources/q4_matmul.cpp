@@ -58,6 +58,17 @@ constexpr int kTileGroups[][5] = {{256, 4, 16, 3, 2},
                                   {1024, 4, 16, 1, 2},
                                   {256, 4, 16, 3, 1},
                                   {512, 4, 16, 1, 1}};
+// Multi-row tile layouts {bt, cpt, sr, p, tc, mb} (tile_rows in q4_tile.cuh): 8 or 16 x rows per
+// pass in the mma's B columns, for M = 2 to 16. Measured on the H100 (g128): mb8 bt512 p1 and
+// bt256 p1 win at 8 rows (1.1 to 1.4 times the one-row time), mb16 bt128 p2 sr16 and bt256 p1
+// sr16 at 16 (1.5 to 1.7 times; the tensor-core GEMM takes 2.3 to 2.9). Each also with whole
+// groups (sg 2, 4) where the batch holds them, so g32 and g64 have them too.
+constexpr int kTileRows[][6] = {
+    {256, 4, 16, 2, 2, 8},  {256, 4, 16, 1, 2, 8},  {128, 4, 16, 4, 2, 8},  {512, 4, 16, 1, 2, 8},
+    {256, 4, 16, 1, 2, 16}, {256, 4, 8, 2, 2, 16},  {128, 4, 16, 2, 2, 16}, {512, 4, 8, 1, 2, 16},
+    {256, 4, 8, 2, 1, 16},  {256, 2, 16, 2, 2, 16}, {128, 4, 16, 3, 2, 16}, {128, 4, 16, 2, 1, 16},
+    {64, 4, 16, 4, 2, 16},
+};
 // Layouts on which every strategy is in the space {bt, cpt, lw, ks, p}: the default one block per
 // unit and persistent, the narrowest loads with the longest per-thread loop, the single-warp block.
 constexpr int kAnchors[][5] = {
@@ -99,17 +110,28 @@ bool legal_stream(const Q4MatmulConfig& cfg) {
          (cfg.stream_groups == 1 || cfg.stream_groups == 2 || cfg.stream_groups == 4);
 }
 
+// x rows per pass of the tile kernel: 1, or 8 and 16 in the B columns from 2 and 9 rows on (fewer
+// rows would leave most of the pass empty); the block's partials, warps x mb x tile columns fp32,
+// within static shared memory.
+bool legal_tile_rows(const Q4MatmulConfig& cfg, int64_t M) {
+  const int rows = cfg.rows_per_block;
+  if (rows == 1) return true;
+  const int64_t partial_bytes =
+      int64_t(cfg.block_threads / 32) * rows * 8 * cfg.columns_per_thread * 4;
+  return ((rows == 8 && M >= 2) || (rows == 16 && M > 8)) && partial_bytes <= 48 * 1024;
+}
+
 // The tile kernel's rules (mirrors the static_asserts in q4_tile.cuh): mma.sync, whole warps,
 // 2 or 4 columns per lane in one load, the launch bound within the SM's 2048 threads, x from
-// global or pregathered, fp32, mb 1; ks and the reduction flag carry no meaning and stay at
-// their defaults.
-bool legal_tile(const Q4MatmulConfig& cfg, const DeviceInfo& device) {
+// global or pregathered, fp32, mb 1, 8 or 16 (legal_tile_rows); ks and the reduction flag carry
+// no meaning and stay at their defaults.
+bool legal_tile(const Q4MatmulConfig& cfg, const DeviceInfo& device, int64_t M) {
   const int rows = cfg.stream_rows;
   const int columns = cfg.columns_per_thread;
   return device.sm() >= 80 && (cfg.tensor_dots == 1 || cfg.tensor_dots == 2) &&
          (rows == 4 || rows == 8 || rows == 16 || rows == 32) && cfg.block_threads >= 64 &&
          cfg.block_threads <= 1024 && (columns == 2 || columns == 4) &&
-         cfg.load_bits == 32 * columns && cfg.rows_per_block == 1 && cfg.blocks_per_sm >= 1 &&
+         cfg.load_bits == 32 * columns && legal_tile_rows(cfg, M) && cfg.blocks_per_sm >= 1 &&
          cfg.blocks_per_sm <= 4 && cfg.blocks_per_sm * cfg.block_threads <= 2048 &&
          cfg.k_slice == 256 && cfg.x_staging != XStaging::shared && !cfg.half_accumulate &&
          !cfg.two_pass &&
@@ -132,7 +154,10 @@ std::vector<TuningParameter> q4_matmul_parameters() {
       {"cpt", {2, 4, 8}, "output columns per thread; a block covers 32 * cpt columns"},
       {"lw", {32, 64, 128}, "weight load width in bits; lw / 32 <= cpt"},
       {"ks", {256, 512, 1024}, "rows of K per block; split-K factor ceil(K / ks)"},
-      {"mb", {1, 2, 4, 8}, "rows of x per pass; mb * cpt <= 16; mb < 2 * M"},
+      {"mb",
+       {1, 2, 4, 8, 16},
+       "rows of x per pass; mb * cpt <= 16; mb < 2 * M; tile: 1, or 8 and 16 in the mma's B "
+       "columns (from M = 2 and 9)"},
       {"x", {0, 1, 2}, "xg: global, xs: staged in shared memory, xp: separate gather (act-order)"},
       {"acc", {0, 1}, "f32 or h2 running sums"},
       {"red", {0, 1}, "split-K by atomics (at) or deterministic two-pass (tp)"},
@@ -162,11 +187,11 @@ bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulSh
   if (cfg.block_threads > device.max_threads_per_block && device.max_threads_per_block > 0)
     return false;
   if (cfg.load_bits / 32 > cfg.columns_per_thread) return false;
-  if (!fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) return false;
-  if (cfg.rows_per_block >= 2 * shape.M) return false;  // a pass mostly of padding rows
   if (cfg.x_staging == XStaging::pregather && !shape.act_order) return false;
   if (cfg.tensor_dots > 0)
-    return legal_tile(cfg, device) && batches_fit_groups(cfg, shape.group_size);
+    return legal_tile(cfg, device, shape.M) && batches_fit_groups(cfg, shape.group_size);
+  if (!fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) return false;
+  if (cfg.rows_per_block >= 2 * shape.M) return false;  // a pass mostly of padding rows
   if (cfg.stream_rows == 0) return cfg.stream_groups == 1 && cfg.block_threads <= 256;
   return legal_stream(cfg) && batches_fit_groups(cfg, shape.group_size);
 }
@@ -175,7 +200,7 @@ std::vector<Q4MatmulConfig> q4_matmul_configs() {
   std::vector<Q4MatmulConfig> configs = {Q4MatmulConfig{}};
   std::set<std::string> seen = {to_string(configs.front())};
   auto add = [&](const Q4MatmulConfig& cfg) {
-    if (fits_registers(cfg.rows_per_block, cfg.columns_per_thread) &&
+    if ((cfg.tensor_dots > 0 || fits_registers(cfg.rows_per_block, cfg.columns_per_thread)) &&
         seen.insert(to_string(cfg)).second) {
       configs.push_back(cfg);
     }
@@ -225,6 +250,20 @@ std::vector<Q4MatmulConfig> q4_matmul_configs() {
       cfg.stream_groups = groups;
       cfg.tensor_dots = dots;
       add(cfg);
+    }
+  }
+  for (const auto& [threads, columns, batch, blocks, dots, rows] : kTileRows) {
+    for (int groups : {1, 2, 4}) {
+      if (batch / groups < 4) continue;  // groups of 2 rows would split a dot chain
+      for (XStaging staging : {XStaging::global, XStaging::pregather}) {
+        if (groups > 1 && staging == XStaging::pregather) continue;  // act-order g32: rare
+        Q4MatmulConfig cfg{threads, columns, 32 * columns, 256,   rows,
+                           staging, false,   false,        blocks};
+        cfg.stream_rows = batch;
+        cfg.stream_groups = groups;
+        cfg.tensor_dots = dots;
+        add(cfg);
+      }
     }
   }
   for (const auto& [threads, columns, bits, slice, blocks] : kAnchors) {
@@ -303,7 +342,8 @@ std::string name_expression(const Q4MatmulConfig& cfg) {
     return "q4_tile_kernel<" + std::to_string(cfg.block_threads) + ", " +
            std::to_string(cfg.columns_per_thread) + ", " + std::to_string(cfg.stream_rows) + ", " +
            std::to_string(cfg.stream_groups) + ", " + flag(cfg.tensor_dots == 2) + ", " +
-           std::to_string(cfg.blocks_per_sm) + ">";
+           std::to_string(cfg.blocks_per_sm) +
+           (cfg.rows_per_block > 1 ? ", " + std::to_string(cfg.rows_per_block) : "") + ">";
   }
   if (cfg.stream_rows > 0) {
     return "q4_stream_kernel<" + std::to_string(cfg.block_threads) + ", " +
@@ -320,7 +360,7 @@ std::string name_expression(const Q4MatmulConfig& cfg) {
 }
 
 bool fusable(const Q4MatmulConfig& cfg) {
-  return cfg.stream_rows > 0;
+  return cfg.stream_rows > 0 && (cfg.tensor_dots == 0 || cfg.rows_per_block == 1);
 }
 
 std::string fused_name_expression(const Q4MatmulConfig& cfg, const Q4Fusion& fusion) {

@@ -42,7 +42,8 @@ struct Q4MatmulConfig {
   int k_slice = 256;           // ks: 256, 512, 1024 rows of K per block (split-K factor is
                                //     ceil(K / ks)); need not align with groups
   int rows_per_block = 1;      // mb: 1, 2, 4, 8 rows of x per pass over the weights;
-                               //     mb * cpt <= 16 (accumulator registers)
+                               //     mb * cpt <= 16 (accumulator registers); tile kernel: 1,
+                               //     or 8, 16 rows in the mma's B columns (M >= 2, M >= 9)
   XStaging x_staging = XStaging::shared;  // xg, xs, xp (see XStaging)
   bool half_accumulate = false;           // acc: running sums in fp32 (f32) or half2 (h2)
   bool two_pass = false;  // red: split-K partials by fp32 atomics (at) or stored and
@@ -62,14 +63,15 @@ struct Q4MatmulConfig {
                           //     batch is exactly that many whole groups (group_size / 8 * sg
                           //     == sr, groups of >= 4 packed rows: g32 and g64 at sr 8 or 16);
                           //     string ".sg<n>" when > 1
-  int tensor_dots = 0;    // tc: 0 = fp16 FMA dots (the kernels above); 1, 2 = the tile kernel
-                          //     (q4_tile.cuh, sm_80+): a block owns whole tiles of 8 * cpt
-                          //     columns (cpt 2 or 4, lw = 32 * cpt), its bt threads split K in
-                          //     batches of sr rows (and sg groups) and reduce in shared memory,
-                          //     dots on mma.sync in fp32; p is the launch bound's blocks per SM
-                          //     (1 to 4), xg or xp, f32, at (no atomics are used), ks 256, mb 1
-                          //     (more rows are passes). 1: (q - z) dequantized exactly; 2: biased
-                          //     words, bias and zero removed in fp32. String ".tc<n>" when > 0.
+  int tensor_dots =
+      0;  // tc: 0 = fp16 FMA dots (the kernels above); 1, 2 = the tile kernel
+          //     (q4_tile.cuh, sm_80+): a block owns whole tiles of 8 * cpt
+          //     columns (cpt 2 or 4, lw = 32 * cpt), its bt threads split K in
+          //     batches of sr rows (and sg groups) and reduce in shared memory,
+          //     dots on mma.sync in fp32; p is the launch bound's blocks per SM
+          //     (1 to 4), xg or xp, f32, at (no atomics are used), ks 256, mb 1
+          //     (more rows are passes) or 8, 16 (rows per pass in B). 1: (q - z) dequantized
+          //     exactly; 2: biased words, bias and zero removed in fp32. String ".tc<n>" when > 0.
 };
 
 struct Q4MatmulGeometry {
@@ -113,7 +115,7 @@ Q4MatmulWorkspace workspace(const Q4MatmulConfig& cfg, const Q4MatmulShape& shap
 // "q4_matmul_kernel<256, 4, 128, 256, 1, true, false, false, 4>" (xp shares the xs kernel), or
 // for stream-K "q4_stream_kernel<128, 4, 128, 1, false, 8, 6>" (bt, cpt, lw, mb, h2, sr, p; xp
 // shares the xg kernel), or for the tile kernel "q4_tile_kernel<256, 4, 16, 1, true, 3>" (bt,
-// cpt, sr, sg, tc == 2, p)
+// cpt, sr, sg, tc == 2, p; then mb when it is 8 or 16)
 std::string name_expression(const Q4MatmulConfig& cfg);
 // The decode fusions of a stream-K config (q4_stream_fused_kernel in q4_stream.cuh): the input
 // computed from its producers (an RMSNorm, SiLU(gate) * up) and the output added into the
@@ -123,7 +125,7 @@ struct Q4Fusion {
   Q4FusedInput input = Q4FusedInput::direct;
   bool residual = false;
 };
-// Whether `cfg` has the fused entry point (stream-K and tile configs, sr > 0).
+// Whether `cfg` has the fused entry point (stream-K and one-row tile configs, sr > 0).
 bool fusable(const Q4MatmulConfig& cfg);
 // "q4_stream_fused_kernel<128, 4, 128, 1, false, 8, 6, 1, false>": name_expression's parameters,
 // then the input (0 direct, 1 norm, 2 silu) and the residual flag (for tile configs

@@ -1,7 +1,9 @@
 // q4_tile_kernel: the q4_matmul family's tensor-core GEMV (configs with tc > 0), for M = 1 (more
-// rows run as passes over the weights). Included by q4_matmul.cu; same arguments and layout as
-// q4_matmul_kernel, and the same fused entry as q4_stream.cuh (its inputs and outputs are
-// reused from there). Needs mma.sync (sm_80+); never legal elsewhere.
+// rows run as passes over the weights) or, with kRows = 8 or 16 (mb), that many x rows per pass
+// in the mma's B columns (tile_rows: M from 2 to 16 at about the one-row cost). Included by
+// q4_matmul.cu; same arguments and layout as q4_matmul_kernel, and the same fused entry as
+// q4_stream.cuh (its inputs and outputs are reused from there; one row only). Needs mma.sync
+// (sm_80+); never legal elsewhere.
 //
 // Work:      a block owns whole column tiles of 8 * kColumns columns, so no sum ever leaves the
 //            block: its warps split the tile's K range in batches of kChunkRows packed rows and
@@ -148,6 +150,196 @@ __device__ __forceinline__ float group_dot(const WeightWords<kColumns> (&words)[
   return __half2float(scale) * dot;
 }
 
+// The multi-row form (kRows = 8 or 16 x rows per pass over the weights): B column n of block r
+// carries x row pass + 8 r + n instead of every B column the same row, so the same A fragments
+// (the same dequantize work per word) and, for 8 rows, the same mma count serve 8 rows. Lane
+// (g, t) then holds, per column pair, the dots of both its columns with x rows 2t and 2t + 1 of
+// each 8-row block, so it needs every one of its columns' scales, loaded as one vector.
+template <int kColumns, int kChunkRows, int kGroups>
+struct RowsBatchLoads {
+  static constexpr int kSets = kChunkRows / 4;
+  WeightWords<kColumns> words[kSets];
+  unsigned scale_words[kGroups][kColumns / 2];  // the kColumns scales as half2 words
+  unsigned zero_words[kGroups];
+
+  __device__ __forceinline__ void request(const unsigned* __restrict__ qweight,
+                                          const __half* __restrict__ scales,
+                                          const unsigned* __restrict__ qzeros, int N, int row0,
+                                          int group, int column) {
+    const int t = threadIdx.x % 4;
+#pragma unroll
+    for (int s = 0; s < kSets; ++s)
+      words[s] = load_weight_words<kColumns>(qweight + size_t(row0 + 4 * s + t) * N + column);
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const __half* own = scales + size_t(group + g) * N + column;
+      if constexpr (kColumns == 4) {
+        const uint2 both = __ldg(reinterpret_cast<const uint2*>(own));
+        scale_words[g][0] = both.x;
+        scale_words[g][1] = both.y;
+      } else {
+        scale_words[g][0] = __ldg(reinterpret_cast<const unsigned*>(own));
+      }
+      zero_words[g] =
+          __ldg(qzeros + size_t(group + g) * (N / 8) + column / 8) >> (4 * (column % 8));
+    }
+  }
+};
+
+// group_dot for kBlocks 8-row blocks of x: adds the group-scaled dots of the lane's kColumns
+// columns with its x rows (2t + i of each block) over sets [first, end) into sum[r][c][i].
+template <bool kBiased, int kColumns, int kSets, int kBlocks>
+__device__ __forceinline__ void group_dot_rows(float (&sum)[kBlocks][kColumns][2],
+                                               const WeightWords<kColumns> (&words)[kSets],
+                                               const __half2 (&pairs)[kBlocks][kSets][4], int first,
+                                               int end, const unsigned (&scale_words)[kColumns / 2],
+                                               unsigned zero_word) {
+  __half2 low_zero[kColumns], high_zero[kColumns];
+  if constexpr (!kBiased) {
+#pragma unroll
+    for (int v = 0; v < kColumns; ++v) {
+      const unsigned zero = ((zero_word >> (4 * v)) & 15u) + 1u;
+      low_zero[v] = low_zero_of(zero);
+      high_zero[v] = high_zero_of(zero);
+    }
+  }
+  float d[kBlocks][kColumns / 2][4] = {};
+  float bias[kBlocks][4] = {};
+  unsigned constant[4];
+  bias_operand(constant);
+#pragma unroll
+  for (int s = first; s < end; ++s) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      unsigned b[kBlocks][2];
+#pragma unroll
+      for (int r = 0; r < kBlocks; ++r) {
+        b[r][0] = half2_bits(pairs[r][s][2 * h]);
+        b[r][1] = half2_bits(pairs[r][s][2 * h + 1]);
+        if constexpr (kBiased) mma_16816(bias[r], constant, b[r]);
+      }
+#pragma unroll
+      for (int p = 0; p < kColumns / 2; ++p) {
+        unsigned a[4];
+        column_pair_operand<kBiased>(words[s], p, h, low_zero, high_zero, a);
+#pragma unroll
+        for (int r = 0; r < kBlocks; ++r) mma_16816(d[r][p], a, b[r]);
+      }
+    }
+  }
+  // d[r][p]: (column 2p, row 2t), (2p, 2t + 1), (2p + 1, 2t), (2p + 1, 2t + 1).
+#pragma unroll
+  for (int c = 0; c < kColumns; ++c) {
+    const unsigned pair_bits = scale_words[c / 2];
+    const float scale = __half2float(
+        __ushort_as_half(static_cast<unsigned short>(c % 2 ? pair_bits >> 16 : pair_bits)));
+    const float zero = float(((zero_word >> (4 * c)) & 15u) + 1u);
+#pragma unroll
+    for (int r = 0; r < kBlocks; ++r) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        float dot = d[r][c / 2][2 * (c % 2) + i];
+        if constexpr (kBiased) dot -= fmaf(zero, bias[r][i], 1024.0f * bias[r][2 + i]);
+        sum[r][c][i] = fmaf(scale, dot, sum[r][c][i]);
+      }
+    }
+  }
+}
+
+// The multi-row body's per-warp partials: one array per kernel, whichever tile_rows (with or
+// without the gather) uses it (a __shared__ variable of a device function is static).
+template <int kWarps, int kRows, int kTileColumns>
+__device__ __forceinline__ float (&rows_partials())[kWarps][kRows][kTileColumns] {
+  __shared__ float partial[kWarps][kRows][kTileColumns];
+  return partial;
+}
+
+// The multi-row kernel body: kRows x rows per pass (passes of kRows while rows remain), x read
+// directly (or gathered through x_map), the same batches and block reduction as tile().
+template <int kThreads, int kColumns, int kChunkRows, int kChunkGroups, bool kBiased, int kRows,
+          bool kGather>
+__device__ __forceinline__ void tile_rows(__half* __restrict__ out, const __half* __restrict__ x,
+                                          const int* __restrict__ x_map,
+                                          const unsigned* __restrict__ qweight,
+                                          const __half* __restrict__ scales,
+                                          const unsigned* __restrict__ qzeros, int M, int K, int N,
+                                          int group_size) {
+  constexpr int kBlocks = kRows / 8;
+  constexpr int kWarps = kThreads / 32;
+  constexpr int kSets = kChunkRows / 4;
+  constexpr int kTileColumns = 8 * kColumns;
+  constexpr int kGroupSets = kSets / kChunkGroups;
+  static_assert(kSets % kChunkGroups == 0, "whole 4-row sets per group");
+  static_assert(kWarps * kRows * kTileColumns * 4 <= 48 * 1024, "partials in static shared memory");
+  float(&partial)[kWarps][kRows][kTileColumns] = rows_partials<kWarps, kRows, kTileColumns>();
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, warp = threadIdx.x / 32;
+  const int tile = blockIdx.x;
+  const int column = min(tile * kTileColumns + g * kColumns, N - kColumns);
+  const int rows_per_group = group_size / 8;
+  const int batches = K / 8 / kChunkRows;
+  const int batch_begin = batches * warp / kWarps, batch_end = batches * (warp + 1) / kWarps;
+  auto first_group = [&](int batch) {
+    return kChunkGroups > 1 ? batch * kChunkGroups : batch * kChunkRows / rows_per_group;
+  };
+
+  RowsBatchLoads<kColumns, kChunkRows, kChunkGroups> loads;
+  bool preloaded = batch_begin < batch_end;
+  if (preloaded)
+    loads.request(qweight, scales, qzeros, N, batch_begin * kChunkRows, first_group(batch_begin),
+                  column);
+  grid_dependency_begin();
+
+  for (int m0 = 0; m0 < M; m0 += kRows) {
+    float sum[kBlocks][kColumns][2] = {};
+    for (int batch = batch_begin; batch < batch_end; ++batch) {
+      const int row0 = batch * kChunkRows;
+      if (!preloaded) loads.request(qweight, scales, qzeros, N, row0, first_group(batch), column);
+      preloaded = false;
+      __half2 pairs[kBlocks][kSets][4];
+#pragma unroll
+      for (int r = 0; r < kBlocks; ++r) {
+        const int m = m0 + 8 * r + g;
+#pragma unroll
+        for (int s = 0; s < kSets; ++s) {
+          if (m < M) {
+            q4_stream_detail::load_pairs<kGather>(x, x_map, K, m, row0 + 4 * s + t, pairs[r][s]);
+          } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) pairs[r][s][j] = __float2half2_rn(0.0f);
+          }
+          if constexpr (kBiased) {  // odd pairs meet 1024 + 16 q
+            const __half2 sixteenth = __half2half2(__ushort_as_half(0x2c00));
+            pairs[r][s][1] = __hmul2(pairs[r][s][1], sixteenth);
+            pairs[r][s][3] = __hmul2(pairs[r][s][3], sixteenth);
+          }
+        }
+      }
+#pragma unroll
+      for (int gi = 0; gi < kChunkGroups; ++gi)
+        group_dot_rows<kBiased>(sum, loads.words, pairs, gi * kGroupSets, (gi + 1) * kGroupSets,
+                                loads.scale_words[gi], loads.zero_words[gi]);
+    }
+#pragma unroll
+    for (int r = 0; r < kBlocks; ++r)
+#pragma unroll
+      for (int c = 0; c < kColumns; ++c)
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+          partial[warp][8 * r + 2 * t + i][g * kColumns + c] = sum[r][c][i];
+    __syncthreads();
+    for (int i = threadIdx.x; i < kRows * kTileColumns; i += kThreads) {
+      const int row = i / kTileColumns, local = i % kTileColumns;
+      const int m = m0 + row, n = tile * kTileColumns + local;
+      if (m >= M || n >= N) continue;
+      float total = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) total += partial[w][row][local];
+      out[size_t(m) * N + n] = __float2half_rn(total);
+    }
+    __syncthreads();  // partial is free for the next pass
+  }
+}
+
 // The kernel body: pass m (x row m) at a time, the block's warps split the tile's batches, then
 // sum in shared memory and hand each column's total to the output. The warp's first batch is
 // requested before the grid dependency wait (weights, scales and zeros are never written).
@@ -230,9 +422,10 @@ __device__ __forceinline__ void unsupported() {
 }  // namespace q4_tile_detail
 
 // One block per column tile of 8 * kColumns columns. kColumns: 2 or 4 (64- or 128-bit loads);
-// kChunkRows: 4 to 32 packed rows per batch, dividing a group, or kChunkGroups whole groups.
+// kChunkRows: 4 to 32 packed rows per batch, dividing a group, or kChunkGroups whole groups;
+// kRows: x rows per pass, 1 (every B column the same row) or 8, 16 (tile_rows).
 template <int kThreads = 256, int kColumns = 4, int kChunkRows = 16, int kChunkGroups = 1,
-          bool kBiased = true, int kBlocksPerSm = 1>
+          bool kBiased = true, int kBlocksPerSm = 1, int kRows = 1>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     q4_tile_kernel(__half* __restrict__ out, float* __restrict__ /*workspace*/,
                    unsigned* __restrict__ /*tile_counters*/, const __half* __restrict__ x,
@@ -245,11 +438,20 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
                 "kChunkRows: 4, 8, 16, 32");
   static_assert(kChunkGroups == 1 || kChunkGroups == 2 || kChunkGroups == 4,
                 "kChunkGroups: 1, 2, 4");
+  static_assert(kRows == 1 || kRows == 8 || kRows == 16, "kRows: 1, 8, 16");
 #if Q4JIT_TILE_MMA
   using namespace q4_tile_detail;
   using q4_stream_detail::DirectInput;
   using q4_stream_detail::DirectOutput;
-  if (x_map != nullptr) {
+  if constexpr (kRows > 1) {
+    if (x_map != nullptr) {
+      tile_rows<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased, kRows, true>(
+          out, x, x_map, qweight, scales, qzeros, M, K, N, group_size);
+    } else {
+      tile_rows<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased, kRows, false>(
+          out, x, x_map, qweight, scales, qzeros, M, K, N, group_size);
+    }
+  } else if (x_map != nullptr) {
     tile<kThreads, kColumns, kChunkRows, kChunkGroups, kBiased>(
         DirectOutput{out}, DirectInput<true>{x, x_map, K}, qweight, scales, qzeros, M, K, N,
         group_size);

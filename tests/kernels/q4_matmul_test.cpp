@@ -286,7 +286,7 @@ TEST(Q4MatmulSpace, TileConfigsNamedLegalAndSized) {
   };
   illegal([](Q4MatmulConfig& c) { c.columns_per_thread = 8; }, "2 or 4 columns per lane");
   illegal([](Q4MatmulConfig& c) { c.load_bits = 64; }, "one load holds the lane's columns");
-  illegal([](Q4MatmulConfig& c) { c.rows_per_block = 2; }, "mb 1: rows are passes");
+  illegal([](Q4MatmulConfig& c) { c.rows_per_block = 2; }, "mb 1, 8 or 16");
   illegal([](Q4MatmulConfig& c) { c.blocks_per_sm = 0; }, "p is the launch bound, 1 to 4");
   illegal(
       [](Q4MatmulConfig& c) {
@@ -306,18 +306,54 @@ TEST(Q4MatmulSpace, TileConfigsNamedLegalAndSized) {
   wide_block.stream_rows = 0;
   wide_block.block_threads = 512;
   EXPECT_FALSE(legal(wide_block, ampere, shape)) << "512 threads is the tile kernel's";
-  // The space's tile configs: every one legal on its groups, with whole-group batches for g32.
-  int tiles = 0, grouped = 0;
+  // The space's tile configs: every one legal on its groups (at 16 rows for the multi-row
+  // ones), with whole-group batches for g32.
+  int tiles = 0, grouped = 0, multi_row = 0;
   for (const Q4MatmulConfig& cfg : q4_matmul_configs()) {
     if (cfg.tensor_dots == 0) continue;
     ++tiles;
     const int group_size = cfg.stream_rows / cfg.stream_groups * 8;
     grouped += cfg.stream_groups > 1;
-    EXPECT_TRUE(legal(cfg, ampere, {1, 4096, 4096, group_size, cfg.x_staging != XStaging::global}))
+    multi_row += cfg.rows_per_block > 1;
+    const int64_t M = cfg.rows_per_block > 1 ? 16 : 1;
+    EXPECT_TRUE(legal(cfg, ampere, {M, 4096, 4096, group_size, cfg.x_staging != XStaging::global}))
         << to_string(cfg);
   }
   EXPECT_GE(tiles, 12);
   EXPECT_GE(grouped, 4);
+  EXPECT_GE(multi_row, 10);
+}
+
+// The multi-row tile configs (mb 8 and 16: x rows in the mma's B columns): named with mb last,
+// legal from 2 (mb 8) and 9 (mb 16) rows, their partials within static shared memory, one-row
+// fused forms only.
+TEST(Q4MatmulSpace, MultiRowTileConfigs) {
+  DeviceInfo ampere;
+  ampere.cc_major = 8;
+  ampere.max_threads_per_block = 1024;
+  Q4MatmulConfig rows{256, 4, 128, 256, 16, XStaging::global, false, false, 2};
+  rows.stream_rows = 8;
+  rows.tensor_dots = 2;
+  EXPECT_EQ(to_string(rows), "bt256.cpt4.lw128.ks256.mb16.xg.f32.at.p2.sr8.tc2");
+  EXPECT_EQ(name_expression(rows), "q4_tile_kernel<256, 4, 8, 1, true, 2, 16>");
+  EXPECT_FALSE(fusable(rows)) << "the fused kernels take one row";
+  EXPECT_TRUE(legal(rows, ampere, {16, 4096, 12288, 128, false}));
+  EXPECT_TRUE(legal(rows, ampere, {64, 4096, 12288, 128, true})) << "more rows run as passes";
+  EXPECT_TRUE(legal(rows, ampere, {9, 4096, 12288, 128, false}));
+  EXPECT_FALSE(legal(rows, ampere, {8, 4096, 12288, 128, false})) << "8 rows: mb 8";
+  Q4MatmulConfig eight = rows;
+  eight.rows_per_block = 8;
+  EXPECT_EQ(name_expression(eight), "q4_tile_kernel<256, 4, 8, 1, true, 2, 8>");
+  EXPECT_TRUE(legal(eight, ampere, {2, 4096, 12288, 128, false}));
+  EXPECT_FALSE(legal(eight, ampere, {1, 4096, 12288, 128, false})) << "one row: mb 1";
+  Q4MatmulConfig wide = rows;  // 32 warps x 16 rows x 32 columns x 4 bytes = 64 KiB
+  wide.block_threads = 1024;
+  wide.blocks_per_sm = 1;
+  EXPECT_FALSE(legal(wide, ampere, {16, 4096, 12288, 128, false})) << "partials beyond 48 KiB";
+  wide.block_threads = 512;  // 32 KiB
+  EXPECT_TRUE(legal(wide, ampere, {16, 4096, 12288, 128, false}));
+  EXPECT_EQ(geometry(rows, {16, 4096, 12288, 128, false}, 132).grid_x, 12288u / 32);
+  EXPECT_EQ(workspace(rows, {16, 4096, 12288, 128, false}).bytes, 0);
 }
 
 // CI's proof that the whole space compiles for sm_80 and sm_90 (no GPU needed).
