@@ -110,15 +110,14 @@ bool legal_stream(const Q4MatmulConfig& cfg) {
          (cfg.stream_groups == 1 || cfg.stream_groups == 2 || cfg.stream_groups == 4);
 }
 
-// x rows per pass of the tile kernel: 1, or 8 and 16 in the B columns from 2 and 9 rows on (fewer
-// rows would leave most of the pass empty); the block's partials, warps x mb x tile columns fp32,
-// within static shared memory.
+// x rows per pass of the tile kernel: 1, 8 or 16 (min_rows); the block's partials, warps x
+// mb x tile columns fp32, within static shared memory.
 bool legal_tile_rows(const Q4MatmulConfig& cfg, int64_t M) {
   const int rows = cfg.rows_per_block;
   if (rows == 1) return true;
   const int64_t partial_bytes =
       int64_t(cfg.block_threads / 32) * rows * 8 * cfg.columns_per_thread * 4;
-  return ((rows == 8 && M >= 2) || (rows == 16 && M > 8)) && partial_bytes <= 48 * 1024;
+  return (rows == 8 || rows == 16) && M >= min_rows(cfg) && partial_bytes <= 48 * 1024;
 }
 
 // The tile kernel's rules (mirrors the static_asserts in q4_tile.cuh): mma.sync, whole warps,
@@ -177,6 +176,11 @@ std::vector<TuningParameter> q4_matmul_parameters() {
        "0: fp16 FMA dots; 1, 2: the tile kernel, tensor-core dots (1 exact dequantize, 2 biased "
        "words corrected in fp32); sm_80+"},
   };
+}
+
+int64_t min_rows(const Q4MatmulConfig& cfg) {
+  if (cfg.tensor_dots == 0) return cfg.rows_per_block / 2 + 1;
+  return cfg.rows_per_block == 16 ? 9 : (cfg.rows_per_block == 8 ? 2 : 1);
 }
 
 bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulShape& shape) {

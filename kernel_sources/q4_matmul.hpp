@@ -99,6 +99,9 @@ std::vector<TuningParameter> q4_matmul_parameters();
 bool batches_fit_groups(const Q4MatmulConfig& cfg, int group_size);
 // Whether cfg may run this shape on this device (mirrors the static_asserts in q4_matmul.cu).
 bool legal(const Q4MatmulConfig& cfg, const DeviceInfo& device, const Q4MatmulShape& shape);
+// The fewest rows of x (M) a config is legal for: mb / 2 + 1 (a pass at most half padding), but
+// for the multi-row tile configs 2 (mb 8) and 9 (mb 16), whose padding rows cost no extra mma.
+int64_t min_rows(const Q4MatmulConfig& cfg);
 // The tuning space, shape-independent, default first: every layout (bt 64..256 x cpt/lw x ks x
 // mb) with the default strategy (xs, f32, at, one block per unit), the persistent grids measured
 // to win at M = 1 (and a few for larger mb), plus every strategy (xg/xs/xp x f32/h2 x at/tp) on

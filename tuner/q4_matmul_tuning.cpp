@@ -27,7 +27,8 @@ CandidateFootprint q4_matmul_footprint(const Q4MatmulConfig& cfg, const Q4Matmul
   footprint.config = to_string(cfg);
   footprint.block_threads = cfg.block_threads;
   footprint.smem_bytes = q4_matmul_smem_bytes(cfg);
-  footprint.m_tile = cfg.rows_per_block;
+  // Pruned below the rows it is legal for: mb for the block kernels, fewer for tile (mb 8 from 2).
+  footprint.m_tile = cfg.tensor_dots > 0 ? int(min_rows(cfg)) : cfg.rows_per_block;
   if (shape.K <= 0 || shape.N <= 0 || shape.K % 8 != 0 || shape.N % 8 != 0) {
     footprint.indivisible = "K and N must be positive multiples of 8";
   } else if (shape.group_size <= 0 || shape.group_size % 8 != 0 ||
