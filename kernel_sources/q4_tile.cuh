@@ -46,6 +46,31 @@ namespace q4_tile_detail {
 #if Q4JIT_TILE_MMA
 using namespace q4jit_device;
 
+// Where a lane works: lane = 4 g + t of warp `warp`, block `tile` owns column tile `tile`, the
+// lane's word columns start at `column` (clamped: a partial last tile's lanes past N read real
+// columns and store nothing), and the warp covers batches [batch_begin, batch_end) of the K range.
+template <int kThreads, int kColumns, int kChunkRows, int kChunkGroups>
+struct TileWork {
+  static constexpr int kWarps = kThreads / 32;
+  int g, t, warp, tile, column, batch_begin, batch_end, rows_per_group;
+
+  __device__ __forceinline__ TileWork(int K, int N, int group_size)
+      : g(threadIdx.x % 32 / 4),
+        t(threadIdx.x % 4),
+        warp(threadIdx.x / 32),
+        tile(blockIdx.x),
+        column(min(int(blockIdx.x) * 8 * kColumns + g * kColumns, N - kColumns)),
+        rows_per_group(group_size / 8) {
+    const int batches = K / 8 / kChunkRows;
+    batch_begin = batches * warp / kWarps;
+    batch_end = batches * (warp + 1) / kWarps;
+  }
+  // The group of the batch's first row.
+  __device__ __forceinline__ int first_group(int batch) const {
+    return kChunkGroups > 1 ? batch * kChunkGroups : batch * kChunkRows / rows_per_group;
+  }
+};
+
 // What one batch needs from memory besides x: the lane's words of each 4-row set, and per group
 // of the batch the scale of the lane's own column and the zero word of its kColumns columns
 // (only the own column's scale is ever used: fewer registers and no select).
@@ -272,28 +297,22 @@ __device__ __forceinline__ void tile_rows(__half* __restrict__ out, const __half
   static_assert(kSets % kChunkGroups == 0, "whole 4-row sets per group");
   static_assert(kWarps * kRows * kTileColumns * 4 <= 48 * 1024, "partials in static shared memory");
   float(&partial)[kWarps][kRows][kTileColumns] = rows_partials<kWarps, kRows, kTileColumns>();
-  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, warp = threadIdx.x / 32;
-  const int tile = blockIdx.x;
-  const int column = min(tile * kTileColumns + g * kColumns, N - kColumns);
-  const int rows_per_group = group_size / 8;
-  const int batches = K / 8 / kChunkRows;
-  const int batch_begin = batches * warp / kWarps, batch_end = batches * (warp + 1) / kWarps;
-  auto first_group = [&](int batch) {
-    return kChunkGroups > 1 ? batch * kChunkGroups : batch * kChunkRows / rows_per_group;
-  };
+  const TileWork<kThreads, kColumns, kChunkRows, kChunkGroups> work(K, N, group_size);
+  const int g = work.g, t = work.t, warp = work.warp, tile = work.tile;
 
   RowsBatchLoads<kColumns, kChunkRows, kChunkGroups> loads;
-  bool preloaded = batch_begin < batch_end;
+  bool preloaded = work.batch_begin < work.batch_end;
   if (preloaded)
-    loads.request(qweight, scales, qzeros, N, batch_begin * kChunkRows, first_group(batch_begin),
-                  column);
+    loads.request(qweight, scales, qzeros, N, work.batch_begin * kChunkRows,
+                  work.first_group(work.batch_begin), work.column);
   grid_dependency_begin();
 
   for (int m0 = 0; m0 < M; m0 += kRows) {
     float sum[kBlocks][kColumns][2] = {};
-    for (int batch = batch_begin; batch < batch_end; ++batch) {
+    for (int batch = work.batch_begin; batch < work.batch_end; ++batch) {
       const int row0 = batch * kChunkRows;
-      if (!preloaded) loads.request(qweight, scales, qzeros, N, row0, first_group(batch), column);
+      if (!preloaded)
+        loads.request(qweight, scales, qzeros, N, row0, work.first_group(batch), work.column);
       preloaded = false;
       __half2 pairs[kBlocks][kSets][4];
 #pragma unroll
@@ -356,31 +375,24 @@ __device__ __forceinline__ void tile(const Output& output, Input input,
   constexpr int kGroupSets = kSets / kChunkGroups;
   static_assert(kSets % kChunkGroups == 0, "whole 4-row sets per group");
   __shared__ float partial[kWarps][kTileColumns];
-  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, warp = threadIdx.x / 32;
+  const TileWork<kThreads, kColumns, kChunkRows, kChunkGroups> work(K, N, group_size);
+  const int g = work.g, t = work.t, warp = work.warp, tile = work.tile;
   const int own = t % kColumns;  // the column of the lane's kColumns that this lane keeps
-  const int tile = blockIdx.x;
-  const int column = min(tile * kTileColumns + g * kColumns, N - kColumns);
-  const int rows_per_group = group_size / 8;
-  const int batches = K / 8 / kChunkRows;
-  const int batch_begin = batches * warp / kWarps, batch_end = batches * (warp + 1) / kWarps;
-  auto first_group = [&](int batch) {
-    return kChunkGroups > 1 ? batch * kChunkGroups : batch * kChunkRows / rows_per_group;
-  };
 
   BatchLoads<kColumns, kChunkRows, kChunkGroups> loads;
-  bool preloaded = batch_begin < batch_end;
+  bool preloaded = work.batch_begin < work.batch_end;
   if (preloaded)
-    loads.request(qweight, scales, qzeros, N, batch_begin * kChunkRows, first_group(batch_begin),
-                  column, own);
+    loads.request(qweight, scales, qzeros, N, work.batch_begin * kChunkRows,
+                  work.first_group(work.batch_begin), work.column, own);
   grid_dependency_begin();
   input.template prepare<kThreads>();
 
   for (int m = 0; m < M; ++m) {
     float sum = 0.0f;
-    for (int batch = batch_begin; batch < batch_end; ++batch) {
+    for (int batch = work.batch_begin; batch < work.batch_end; ++batch) {
       const int row0 = batch * kChunkRows;
       if (!preloaded)
-        loads.request(qweight, scales, qzeros, N, row0, first_group(batch), column, own);
+        loads.request(qweight, scales, qzeros, N, row0, work.first_group(batch), work.column, own);
       preloaded = false;
       input.begin_chunk(row0);
       __half2 pairs[kSets][4];
