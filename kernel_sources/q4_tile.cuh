@@ -98,6 +98,22 @@ struct BatchLoads {
   }
 };
 
+// The exact dequantize's two constants (q4_dequant.cuh) for each zero of the lane's kColumns
+// columns in zero_word; the biased form needs none.
+template <bool kBiased, int kColumns>
+__device__ __forceinline__ void exact_zero_constants(unsigned zero_word,
+                                                     __half2 (&low_zero)[kColumns],
+                                                     __half2 (&high_zero)[kColumns]) {
+  if constexpr (!kBiased) {
+#pragma unroll
+    for (int v = 0; v < kColumns; ++v) {
+      const unsigned zero = ((zero_word >> (4 * v)) & 15u) + 1u;
+      low_zero[v] = low_zero_of(zero);
+      high_zero[v] = high_zero_of(zero);
+    }
+  }
+}
+
 // The A operand of column pair p (of the lane's kColumns) and half h of a set's words.
 template <bool kBiased, int kColumns>
 __device__ __forceinline__ void column_pair_operand(const WeightWords<kColumns>& words, int p,
@@ -138,14 +154,7 @@ __device__ __forceinline__ float group_dot(const WeightWords<kColumns> (&words)[
                                            const __half2 (&pairs)[kSets][4], int first, int end,
                                            __half scale, unsigned zero_word, int own) {
   __half2 low_zero[kColumns], high_zero[kColumns];
-  if constexpr (!kBiased) {
-#pragma unroll
-    for (int v = 0; v < kColumns; ++v) {
-      const unsigned zero = ((zero_word >> (4 * v)) & 15u) + 1u;
-      low_zero[v] = low_zero_of(zero);
-      high_zero[v] = high_zero_of(zero);
-    }
-  }
+  exact_zero_constants<kBiased>(zero_word, low_zero, high_zero);
   float d[kColumns / 2][4] = {};
   float bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   unsigned constant[4];
@@ -220,14 +229,7 @@ __device__ __forceinline__ void group_dot_rows(float (&sum)[kBlocks][kColumns][2
                                                int end, const unsigned (&scale_words)[kColumns / 2],
                                                unsigned zero_word) {
   __half2 low_zero[kColumns], high_zero[kColumns];
-  if constexpr (!kBiased) {
-#pragma unroll
-    for (int v = 0; v < kColumns; ++v) {
-      const unsigned zero = ((zero_word >> (4 * v)) & 15u) + 1u;
-      low_zero[v] = low_zero_of(zero);
-      high_zero[v] = high_zero_of(zero);
-    }
-  }
+  exact_zero_constants<kBiased>(zero_word, low_zero, high_zero);
   float d[kBlocks][kColumns / 2][4] = {};
   float bias[kBlocks][4] = {};
   unsigned constant[4];
