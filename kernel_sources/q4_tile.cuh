@@ -71,6 +71,23 @@ struct TileWork {
   }
 };
 
+// The lane's words of each 4-row set of the batch at row0 (lane t loads row row0 + 4 s + t).
+template <int kColumns, int kSets>
+__device__ __forceinline__ void request_words(WeightWords<kColumns> (&words)[kSets],
+                                              const unsigned* __restrict__ qweight, int N, int row0,
+                                              int column) {
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int s = 0; s < kSets; ++s)
+    words[s] = load_weight_words<kColumns>(qweight + size_t(row0 + 4 * s + t) * N + column);
+}
+
+// The zeros of group `group` from `column` on, the column's own in the low nibble.
+__device__ __forceinline__ unsigned zero_word(const unsigned* __restrict__ qzeros, int N, int group,
+                                              int column) {
+  return __ldg(qzeros + size_t(group) * (N / 8) + column / 8) >> (4 * (column % 8));
+}
+
 // What one batch needs from memory besides x: the lane's words of each 4-row set, and per group
 // of the batch the scale of the lane's own column and the zero word of its kColumns columns
 // (only the own column's scale is ever used: fewer registers and no select).
@@ -85,15 +102,11 @@ struct BatchLoads {
                                           const __half* __restrict__ scales,
                                           const unsigned* __restrict__ qzeros, int N, int row0,
                                           int group, int column, int own) {
-    const int t = threadIdx.x % 4;
-#pragma unroll
-    for (int s = 0; s < kSets; ++s)
-      words[s] = load_weight_words<kColumns>(qweight + size_t(row0 + 4 * s + t) * N + column);
+    request_words(words, qweight, N, row0, column);
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
       own_scales[g] = scales[size_t(group + g) * N + column + own];
-      zero_words[g] =
-          __ldg(qzeros + size_t(group + g) * (N / 8) + column / 8) >> (4 * (column % 8));
+      zero_words[g] = zero_word(qzeros, N, group + g, column);
     }
   }
 };
@@ -200,10 +213,7 @@ struct RowsBatchLoads {
                                           const __half* __restrict__ scales,
                                           const unsigned* __restrict__ qzeros, int N, int row0,
                                           int group, int column) {
-    const int t = threadIdx.x % 4;
-#pragma unroll
-    for (int s = 0; s < kSets; ++s)
-      words[s] = load_weight_words<kColumns>(qweight + size_t(row0 + 4 * s + t) * N + column);
+    request_words(words, qweight, N, row0, column);
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
       const __half* own = scales + size_t(group + g) * N + column;
@@ -214,8 +224,7 @@ struct RowsBatchLoads {
       } else {
         scale_words[g][0] = __ldg(reinterpret_cast<const unsigned*>(own));
       }
-      zero_words[g] =
-          __ldg(qzeros + size_t(group + g) * (N / 8) + column / 8) >> (4 * (column % 8));
+      zero_words[g] = zero_word(qzeros, N, group + g, column);
     }
   }
 };
